@@ -1,0 +1,35 @@
+"""lrsearch: a web dashboard for learning-rate search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask
+
+from lrsearch import config, extensions
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Create and configure the dashboard."""
+    app = Flask(
+        __name__,
+        instance_relative_config=True,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    app.config.from_object(config.Defaults)
+    app.config["MIGRATIONS_DIR"] = str(ROOT / "migrations")
+    app.config.from_prefixed_env("LRSEARCH")
+    if test_config:
+        app.config.update(test_config)
+    config.resolve(app)
+    extensions.init_app(app)
+
+    from lrsearch import cli, web
+
+    web.init_app(app)
+    cli.init_app(app)
+    return app

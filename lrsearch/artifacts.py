@@ -1,0 +1,150 @@
+"""The log folder: layout, the seed's log.txt lines, plots, and zip archives."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+LOG_NAME = "log.txt"
+PLOT_NAME = "curves.png"
+
+
+def logs_root(data_dir: str | os.PathLike) -> Path:
+    """Where the per-search log folders live."""
+    return Path(data_dir) / "logs"
+
+
+def datasets_root(data_dir: str | os.PathLike) -> Path:
+    """Where dataset files (e.g. mnist/) are looked for."""
+    return Path(data_dir) / "datasets"
+
+
+def search_folder_name(search_id: int) -> str:
+    """The folder of one search, relative to the logs root."""
+    return f"search-{search_id:04d}"
+
+
+def trial_folder_name(index: int, lr: float) -> str:
+    """One folder per trial: the index keeps two rates apart, the rate is for people."""
+    return f"trial-{index:03d}-lr-{lr:.6e}"
+
+
+def trial_folder(data_dir: str | os.PathLike, search_id: int, index: int, lr: float) -> Path:
+    """The absolute folder of one trial."""
+    return logs_root(data_dir) / search_folder_name(search_id) / trial_folder_name(index, lr)
+
+
+def log_line(
+    epoch: int, epochs: int, loss: float, acc_train: float, val_loss: float, acc_val: float
+) -> str:
+    """One line of log.txt, exactly as the seed writes it."""
+    return (
+        f"[{epoch}/{epochs}] loss:{loss:.4f},acc_train:{acc_train:.4f},"
+        f"val_loss:{val_loss:.4f},acc_val:{acc_val:.4f}"
+    )
+
+
+def start_log(folder: Path, attempt: int) -> Path:
+    """Make the trial folder; an earlier attempt's log is kept beside as log.attempt-N.txt."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOG_NAME
+    if attempt > 1 and path.exists():
+        path.replace(folder / f"log.attempt-{attempt - 1}.txt")
+    path.write_text("")
+    return path
+
+
+def append_log(path: Path, line: str) -> None:
+    """Append one line and flush it to the OS, so a crash keeps every finished epoch."""
+    with path.open("a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> None:
+    """Save loss and accuracy curves, train against validation (matplotlib, Agg)."""
+    from matplotlib.figure import Figure  # imported late: 0.3 s that many callers never need
+
+    x = [e["epoch"] for e in epochs]
+    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    loss_ax.plot(x, [e["loss"] for e in epochs], label="train")
+    loss_ax.plot(x, [e["val_loss"] for e in epochs], label="validation")
+    loss_ax.set(title="loss", xlabel="epoch")
+    acc_ax.plot(x, [e["acc_train"] for e in epochs], label="train")
+    acc_ax.plot(x, [e["acc_val"] for e in epochs], label="validation")
+    acc_ax.set(title="accuracy", xlabel="epoch")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, format="png")
+    tmp.replace(path)
+
+
+class _ChunkBuffer(io.RawIOBase):
+    """A write-only, unseekable stream whose written bytes are taken out in chunks."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.position = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.chunks.append(bytes(data))
+        self.position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def take(self) -> bytes:
+        data, self.chunks = b"".join(self.chunks), []
+        return data
+
+
+def stream_zip(entries: Iterable[tuple[str, Path | bytes]]) -> Iterator[bytes]:
+    """Stream a zip of (archive name, file path or bytes) without holding it in memory."""
+    buffer = _ChunkBuffer()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, source in entries:
+            if isinstance(source, bytes):
+                archive.writestr(name, source)
+            else:
+                with source.open("rb") as src, archive.open(name, "w") as dst:
+                    while block := src.read(1 << 16):
+                        dst.write(block)
+                        if buffer.position and len(buffer.chunks) > 16:
+                            yield buffer.take()
+            yield buffer.take()
+    yield buffer.take()
+
+
+def trial_files(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
+    """Archive entries for the regular files of one trial folder (no links followed)."""
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and not path.is_symlink() and not path.name.endswith(".tmp.png"):
+            yield f"{prefix}/{path.name}", path
+
+
+def epochs_csv(rows: Iterable[Sequence[object]], header: Sequence[str]) -> bytes:
+    """Epoch rows as CSV bytes."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def json_bytes(value: object) -> bytes:
+    """Pretty, strict JSON (NaN refused)."""
+    return json.dumps(value, indent=2, allow_nan=False).encode()

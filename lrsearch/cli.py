@@ -1,0 +1,239 @@
+"""`flask --app app lrsearch ...`: run a search in the foreground, list and show searches."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from lrsearch.extensions import db
+from lrsearch.models import Search, Trial
+from lrsearch.search import ranking, store
+from lrsearch.search.runner import ProcessSlots, Runner, RunnerSettings
+from lrsearch.search.sampler import format_lr
+from lrsearch.search.spec import SearchSpec, SpecError, parse_spec
+
+group = AppGroup("lrsearch", help="Learning-rate search from the command line.")
+
+
+class OneLineCommand(click.Command):
+    """A command whose usage errors are one line and exit 2."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            ctx.exit(2)
+
+
+def fail_usage(message: str) -> None:
+    """Print one line and exit 2."""
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(2)
+
+
+def ensure_schema() -> None:
+    """Apply the migrations, so a fresh data folder needs no manual step."""
+    from flask_migrate import upgrade
+
+    upgrade(directory=current_app.config["MIGRATIONS_DIR"])
+
+
+def runner_settings(app: Flask) -> RunnerSettings:
+    """The runner's plain settings from the app's configuration."""
+    c = app.config
+    return RunnerSettings(
+        database_url=c["DATABASE_URL"],
+        data_dir=c["DATA_DIR"],
+        heartbeat_seconds=float(c["HEARTBEAT_SECONDS"]),
+        stale_after_seconds=float(c["STALE_AFTER_SECONDS"]),
+        max_attempts=int(c["MAX_ATTEMPTS"]),
+        max_interruptions=int(c["MAX_INTERRUPTIONS"]),
+    )
+
+
+SPEC_OPTIONS = [
+    ("--dataset", "dataset", "digits, mnist, synthetic or synthetic:NxDxK"),
+    ("--layers", "layers", "layer sizes, input first, e.g. 64,128,10"),
+    ("--lr-min", "lr_min", "smallest learning rate"),
+    ("--lr-max", "lr_max", "largest learning rate"),
+    ("--trials", "trials", "number of learning rates"),
+    ("--epochs", "epochs", "epochs per trial"),
+    ("--batch-size", "batch_size", "minibatch size"),
+    ("--beta1", "beta1", "Adam beta1"),
+    ("--beta2", "beta2", "Adam beta2"),
+    ("--workers", "workers", "worker processes (default: LRSEARCH_WORKERS)"),
+    ("--seed", "seed", "seed of the rates and of every trial"),
+    ("--sampler", "sampler", "random (log-uniform) or grid (log-spaced)"),
+    ("--name", "name", "a name for the search"),
+]
+DEFAULTS = SearchSpec().as_dict()
+
+
+def spec_options(command):
+    """Add one text option per search setting; parse_spec checks them all at once."""
+    for flag, field, text in reversed(SPEC_OPTIONS):
+        shown = "" if field in ("workers", "name") else f" [default: {_shown(DEFAULTS[field])}]"
+        command = click.option(flag, field, default=None, help=text + shown)(command)
+    return command
+
+
+def _shown(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+@group.command("run", cls=OneLineCommand)
+@spec_options
+def run_command(**options: str | None) -> None:
+    """Run a search in the foreground and print its ranking."""
+    raw = {k: v for k, v in options.items() if v is not None}
+    raw.setdefault("workers", current_app.config["WORKERS"])
+    try:
+        spec = parse_spec(raw, current_app.config)
+    except SpecError as exc:
+        flag = {f: o for o, f, _ in SPEC_OPTIONS}
+        fail_usage("; ".join(f"{flag.get(k, k)}: {v}" for k, v in exc.errors.items()))
+    ensure_schema()
+    search = store.create_search(db.session, spec)
+    click.echo(
+        f"search {search.id}: {spec.trials} rates in [{format_lr(spec.lr_min)}, "
+        f"{format_lr(spec.lr_max)}] on {spec.dataset}, {spec.workers} workers",
+        err=True,
+    )
+    runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
+    progress = Progress(search.id, spec.trials * spec.epochs)
+    previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    try:
+        runner.run(until_done=True, on_tick=progress.update)
+    except KeyboardInterrupt:
+        click.echo("\ncancelling...", err=True)
+        store.cancel_search(db.session, search.id)
+        runner.close()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    progress.update(final=True)
+    db.session.expire_all()
+    print_search(db.session.get(Search, search.id))
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, search_id: int, planned: int):
+        self.search_id, self.planned = search_id, planned
+        self.started, self.last = time.monotonic(), 0.0
+
+    def update(self, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < 0.5:
+            return
+        self.last = now
+        done = db.session.execute(
+            select(func.coalesce(func.sum(Trial.epochs_done), 0)).where(
+                Trial.search_id == self.search_id
+            )
+        ).scalar_one()
+        db.session.rollback()
+        share = min(done / self.planned, 1.0) if self.planned else 1.0
+        bar = "#" * int(share * 30)
+        elapsed = now - self.started
+        eta = f"eta {elapsed / share - elapsed:4.0f}s" if 0 < share < 1 else " " * 8
+        line = f"[{bar:<30}] {done}/{self.planned} epochs {share:4.0%} {eta}"
+        click.echo(
+            ("\r" if sys.stderr.isatty() else "") + line,
+            err=True,
+            nl=final or not sys.stderr.isatty(),
+        )
+
+
+def print_search(search: Search) -> None:
+    """The search's settings, status and ranking table."""
+    click.echo(
+        f"search {search.id} {search.name!r}: {search.status}; {search.dataset} "
+        f"layers={','.join(map(str, search.layers))} lr=[{format_lr(search.lr_min)}, "
+        f"{format_lr(search.lr_max)}] {search.sampler} trials={search.n_trials} "
+        f"epochs={search.epochs} batch={search.batch_size} seed={search.seed}"
+    )
+    click.echo(
+        f"{'rank':>4}  {'lr':>9}  {'best val acc':>12} {'(epoch)':>7}  "
+        f"{'final val acc':>13}  {'train-val gap':>13}  status"
+    )
+    for rank, trial in enumerate(ranking.rank_by_accuracy(search.trials), 1):
+        gap = ranking.gap(trial)
+        click.echo(
+            f"{rank:>4}  {format_lr(trial.lr):>9}  {_num(trial.best_val_acc):>12} "
+            f"{'(' + str(trial.best_epoch) + ')' if trial.best_epoch else '':>7}  "
+            f"{_num(trial.final_val_acc):>13}  {_num(gap, signed=True):>13}  "
+            f"{trial.status}{': ' + trial.error if trial.error else ''}"
+        )
+    best, healthy = ranking.best_trial(search.trials), ranking.healthiest_trial(search.trials)
+    if best:
+        click.echo(
+            f"highest validation accuracy: lr={format_lr(best.lr)} "
+            f"(best val acc {best.best_val_acc:.4f} at epoch {best.best_epoch})"
+        )
+    if healthy:
+        click.echo(
+            f"healthiest curve: lr={format_lr(healthy.lr)} (final train "
+            f"{healthy.final_acc_train:.4f}, val {healthy.final_val_acc:.4f}, "
+            f"gap {ranking.gap(healthy):+.4f})"
+        )
+
+
+def _num(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+@group.command("list", cls=OneLineCommand)
+def list_command() -> None:
+    """List the stored searches."""
+    ensure_schema()
+    searches = db.session.execute(db.select(Search).order_by(Search.id)).scalars()
+    click.echo(
+        f"{'id':>4}  {'status':<10} {'dataset':<12} {'trials':>6} {'epochs':>6}  "
+        f"{'best lr':>9}  {'best val acc':>12}  created"
+    )
+    for s in searches:
+        best = ranking.best_trial(s.trials)
+        click.echo(
+            f"{s.id:>4}  {s.status:<10} {s.dataset[:12]:<12} {s.n_trials:>6} "
+            f"{s.epochs:>6}  {format_lr(best.lr) if best else '-':>9}  "
+            f"{_num(best.best_val_acc if best else None):>12}  "
+            f"{s.created_at:%Y-%m-%d %H:%M} {s.name}"
+        )
+
+
+@group.command("show", cls=OneLineCommand)
+@click.argument("search_id", type=int)
+def show_command(search_id: int) -> None:
+    """Show one search and its ranking."""
+    ensure_schema()
+    search = db.session.get(Search, search_id)
+    if search is None:
+        fail_usage(f"no search {search_id}")
+    print_search(search)
+
+
+@group.command("runner", cls=OneLineCommand)
+def runner_command() -> None:
+    """Run queued trials of every search until stopped (the server starts one)."""
+    ensure_schema()
+    app = current_app._get_current_object()
+    runner = Runner(runner_settings(app), ProcessSlots(app.config["WORKERS"]))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runner.stop())
+    click.echo(f"runner: {app.config['WORKERS']} workers on {app.config['DATABASE_URL']}", err=True)
+    runner.run()
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands."""
+    app.cli.add_command(group)

@@ -1,0 +1,150 @@
+"""The store: a Search, its Trials, and each Trial's Epochs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from lrsearch.extensions import db
+
+# Trial states. `interrupted` is transient: the runner died; such trials are re-queued.
+QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
+DIVERGED, CANCELLED, INTERRUPTED, PRUNED = "diverged", "cancelled", "interrupted", "pruned"
+TRIAL_FINAL = (COMPLETED, FAILED, DIVERGED, CANCELLED, PRUNED)
+# Search states: queued -> running -> completed | cancelled.
+SEARCH_FINAL = (COMPLETED, CANCELLED)
+
+
+def utcnow() -> datetime:
+    """The current time, naive UTC, as stored."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class Search(db.Model):
+    """One learning-rate search: its configuration and status."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    dataset: Mapped[str] = mapped_column(String(100))
+    layers_json: Mapped[str] = mapped_column("layers", String(400))
+    lr_min: Mapped[float] = mapped_column(Float)
+    lr_max: Mapped[float] = mapped_column(Float)
+    sampler: Mapped[str] = mapped_column(String(20), default="random")
+    n_trials: Mapped[int] = mapped_column(Integer)
+    epochs: Mapped[int] = mapped_column(Integer)
+    batch_size: Mapped[int] = mapped_column(Integer)
+    beta1: Mapped[float] = mapped_column(Float)
+    beta2: Mapped[float] = mapped_column(Float)
+    eps: Mapped[float] = mapped_column(Float, default=1e-8)
+    workers: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    trials: Mapped[list[Trial]] = relationship(
+        back_populates="search", order_by="Trial.index", cascade="all, delete-orphan"
+    )
+
+    @property
+    def layers(self) -> list[int]:
+        """Layer sizes, input first."""
+        return json.loads(self.layers_json)
+
+    @layers.setter
+    def layers(self, value: list[int]) -> None:
+        self.layers_json = json.dumps([int(v) for v in value])
+
+    def config(self) -> dict[str, object]:
+        """The settings that define this search, as given."""
+        return {
+            "name": self.name,
+            "dataset": self.dataset,
+            "layers": self.layers,
+            "lr_min": self.lr_min,
+            "lr_max": self.lr_max,
+            "sampler": self.sampler,
+            "trials": self.n_trials,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "beta1": self.beta1,
+            "beta2": self.beta2,
+            "eps": self.eps,
+            "workers": self.workers,
+            "seed": self.seed,
+        }
+
+
+class Trial(db.Model):
+    """One learning rate of a search, trained once (re-run from scratch on retry)."""
+
+    __table_args__ = (UniqueConstraint("search_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    search_id: Mapped[int] = mapped_column(ForeignKey("search.id", ondelete="CASCADE"), index=True)
+    index: Mapped[int] = mapped_column(Integer)
+    lr: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # incremented at each claim
+    crashes: Mapped[int] = mapped_column(Integer, default=0)  # errors and worker deaths
+    interruptions: Mapped[int] = mapped_column(Integer, default=0)  # runner deaths
+    error: Mapped[str | None] = mapped_column(Text)
+    worker: Mapped[str | None] = mapped_column(String(100))  # host:pid of the last attempt
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    best_val_acc: Mapped[float | None] = mapped_column(Float)
+    best_epoch: Mapped[int | None] = mapped_column(Integer)
+    min_val_loss: Mapped[float | None] = mapped_column(Float)
+    final_loss: Mapped[float | None] = mapped_column(Float)
+    final_acc_train: Mapped[float | None] = mapped_column(Float)
+    final_val_loss: Mapped[float | None] = mapped_column(Float)
+    final_val_acc: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # training seconds, this attempt
+    # Any change to the row; lets a page poll only the trials that changed.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime, default=utcnow, onupdate=utcnow, index=True
+    )
+
+    search: Mapped[Search] = relationship(back_populates="trials")
+
+    @property
+    def gap(self) -> float | None:
+        """Final train accuracy minus final validation accuracy (overfitting)."""
+        if self.final_acc_train is None or self.final_val_acc is None:
+            return None
+        return self.final_acc_train - self.final_val_acc
+
+
+class Epoch(db.Model):
+    """One finished epoch of one attempt of a trial."""
+
+    __table_args__ = (UniqueConstraint("trial_id", "attempt", "epoch"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    epoch: Mapped[int] = mapped_column(Integer)
+    loss: Mapped[float] = mapped_column(Float)
+    acc_train: Mapped[float] = mapped_column(Float)
+    val_loss: Mapped[float] = mapped_column(Float)
+    acc_val: Mapped[float] = mapped_column(Float)
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

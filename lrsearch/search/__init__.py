@@ -1,0 +1,1 @@
+"""The search engine: sampling rates, running trials in worker processes."""

@@ -1,0 +1,203 @@
+"""The runner: claims queued trials and runs them on a pool of worker processes."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from lrsearch.search import store
+from lrsearch.search.worker import init_worker, run_trial, worker_name
+
+log = logging.getLogger(__name__)
+
+
+class ProcessSlots:
+    """`size` one-process executors: a killed worker breaks its own slot, no other."""
+
+    def __init__(self, size: int, start_method: str = "spawn"):
+        # Children import NumPy fresh (spawn): one BLAS thread from the start.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        self.context = multiprocessing.get_context(start_method)
+        self.slots: list[ProcessPoolExecutor | None] = [None] * size
+        self.running: dict[Future, int] = {}  # future -> slot
+
+    @property
+    def capacity(self) -> int:
+        return len(self.slots) - len(self.running)
+
+    def submit(self, fn: Callable, *args) -> Future:
+        """Run fn(*args) in a free slot."""
+        slot = next(i for i in range(len(self.slots)) if i not in self.running.values())
+        if self.slots[slot] is None:
+            self.slots[slot] = ProcessPoolExecutor(
+                1, mp_context=self.context, initializer=init_worker, initargs=(os.getpid(),)
+            )
+        future = self.slots[slot].submit(fn, *args)
+        self.running[future] = slot
+        return future
+
+    def done(self, future: Future) -> str | None:
+        """Free the future's slot; if its process died, replace it and say how it died."""
+        slot = self.running.pop(future)
+        if not isinstance(future.exception(), BrokenProcessPool):
+            return None
+        executor = self.slots[slot]
+        self.slots[slot] = None
+        codes = [p.exitcode for p in getattr(executor, "_processes", {}).values()]
+        executor.shutdown(wait=False, cancel_futures=True)
+        code = codes[0] if codes else None
+        return f"worker process died (exit code {code})"
+
+    def shutdown(self) -> None:
+        """Stop every worker now, running trials included."""
+        for executor in filter(None, self.slots):
+            for process in list(getattr(executor, "_processes", {}).values()):
+                process.kill()
+            executor.shutdown(wait=True, cancel_futures=True)
+        self.slots = [None] * len(self.slots)
+        self.running.clear()
+
+
+class ExecutorSlots:
+    """Any concurrent.futures Executor (e.g. Dask's) with a fixed number of slots."""
+
+    def __init__(self, executor: Executor, size: int):
+        self.executor, self.size, self.running = executor, size, set()
+
+    @property
+    def capacity(self) -> int:
+        return self.size - len(self.running)
+
+    def submit(self, fn: Callable, *args) -> Future:
+        future = self.executor.submit(fn, *args)
+        self.running.add(future)
+        return future
+
+    def done(self, future: Future) -> str | None:
+        self.running.discard(future)
+        return None
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.running.clear()
+
+
+@dataclass
+class RunnerSettings:
+    """Plain values the runner and its workers need."""
+
+    database_url: str
+    data_dir: str
+    heartbeat_seconds: float = 5.0
+    stale_after_seconds: float = 30.0
+    max_attempts: int = 2
+    max_interruptions: int = 10
+    poll_seconds: float = 0.2
+
+
+class Runner:
+    """Claims queued trials (of one search, or all) and runs them until stopped."""
+
+    def __init__(
+        self,
+        settings: RunnerSettings,
+        slots: ProcessSlots | ExecutorSlots,
+        search_id: int | None = None,
+    ):
+        self.settings, self.slots, self.search_id = settings, slots, search_id
+        self.engine = create_engine(settings.database_url, pool_pre_ping=True)
+        self.session = Session(self.engine)
+        self.stopping = threading.Event()
+        self.futures: dict[Future, tuple[int, int]] = {}  # future -> (trial id, attempt)
+        self.name = f"{worker_name()}/runner"
+
+    def run(self, until_done: bool = False, on_tick: Callable[[], None] | None = None) -> None:
+        """Loop until stop(); with until_done, also stop once the search has ended."""
+        self.recover()
+        last_beat = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                self.claim()
+                if until_done and not self.futures and self.search_finished():
+                    break
+                finished, _ = wait(
+                    self.futures, timeout=self.settings.poll_seconds, return_when=FIRST_COMPLETED
+                )
+                for future in finished:
+                    self.reap(future)
+                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                    store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
+                    self.recover()
+                    last_beat = time.monotonic()
+                if on_tick:
+                    on_tick()
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """Ask the loop to end (safe from a signal handler or another thread)."""
+        self.stopping.set()
+
+    def recover(self) -> None:
+        """Re-queue trials whose runner stopped sending heartbeats."""
+        bound = store.stale_bound(self.settings.stale_after_seconds)
+        mine = {t for t, _ in self.futures.values()}
+        n = store.requeue_interrupted(
+            self.session,
+            older_than=bound,
+            max_interruptions=self.settings.max_interruptions,
+            exclude=mine,
+        )
+        if n:
+            log.warning("re-queued %d trial(s) left running by a runner that died", n)
+
+    def claim(self) -> None:
+        """Fill the free slots with queued trials."""
+        claimed = store.claim_trials(
+            self.session, self.slots.capacity, search_id=self.search_id, worker=self.name
+        )
+        for trial_id, attempt in claimed:
+            future = self.slots.submit(
+                run_trial, trial_id, attempt, self.settings.database_url, self.settings.data_dir
+            )
+            self.futures[future] = (trial_id, attempt)
+
+    def reap(self, future: Future) -> None:
+        """Record how a trial's future ended: a raised error or a dead worker is a crash."""
+        trial_id, attempt = self.futures.pop(future)
+        death = self.slots.done(future)
+        error = future.exception()
+        if error is None:
+            return
+        message = death or f"{type(error).__name__}: {error}"
+        status = store.record_crash(
+            self.session, trial_id, attempt, message, self.settings.max_attempts
+        )
+        log.warning("trial %d attempt %d crashed (%s): now %s", trial_id, attempt, message, status)
+
+    def search_finished(self) -> bool:
+        """Whether the runner's search (or, for all searches, every one) has ended."""
+        return store.nothing_left(self.session, self.search_id)
+
+    def close(self) -> None:
+        """Stop the workers; trials they were running are re-queued for the next start."""
+        running = [t for t, _ in self.futures.values()]
+        self.slots.shutdown()
+        self.futures.clear()
+        if running:
+            store.requeue_interrupted(
+                self.session, trial_ids=running, max_interruptions=self.settings.max_interruptions
+            )
+        self.session.close()
+        self.engine.dispose()

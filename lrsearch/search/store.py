@@ -1,0 +1,348 @@
+"""Every write of the search engine, as short transactions on a SQLAlchemy session.
+
+Used by the web app (Flask-SQLAlchemy's session), the runner and the worker processes
+(plain sessions on their own engines) alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from lrsearch.models import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SEARCH_FINAL,
+    TRIAL_FINAL,
+    Epoch,
+    Search,
+    Trial,
+    utcnow,
+)
+from lrsearch.search.sampler import sample_learning_rates, trial_seed
+from lrsearch.search.spec import SearchSpec
+from lrsearch.training import EpochMetrics
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def retry_transaction(session: Session, work: Callable[[Session], T], attempts: int = 8) -> T:
+    """Run `work` and commit; on a locked or busy database roll back, wait, try again."""
+    for attempt in range(1, attempts + 1):
+        try:
+            result = work(session)
+            session.commit()
+            return result
+        except OperationalError as exc:
+            # A failed COMMIT leaves the transaction open: roll back before retrying.
+            session.rollback()
+            if attempt == attempts or not _is_transient(exc):
+                raise
+            log.warning("database busy (%s), retry %d", exc.orig, attempt)
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+    raise AssertionError("unreachable")
+
+
+def _is_transient(exc: OperationalError) -> bool:
+    text = str(exc.orig).lower()
+    return any(word in text for word in ("locked", "busy", "deadlock", "could not serialize"))
+
+
+def create_search(session: Session, spec: SearchSpec) -> Search:
+    """Store a search and its trials, the rates drawn now from the search's seed."""
+    rates = sample_learning_rates(
+        spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
+    )
+    search = Search(
+        name=spec.name,
+        dataset=spec.dataset,
+        lr_min=spec.lr_min,
+        lr_max=spec.lr_max,
+        sampler=spec.sampler,
+        n_trials=spec.trials,
+        epochs=spec.epochs,
+        batch_size=spec.batch_size,
+        beta1=spec.beta1,
+        beta2=spec.beta2,
+        workers=spec.workers,
+        seed=spec.seed,
+        status=QUEUED,
+    )
+    search.layers = spec.layers
+    search.trials = [
+        Trial(index=i, lr=lr, seed=trial_seed(spec.seed, i), status=QUEUED)
+        for i, lr in enumerate(rates)
+    ]
+    session.add(search)
+    session.commit()
+    return search
+
+
+def claim_trials(
+    session: Session, limit: int, *, search_id: int | None = None, worker: str = ""
+) -> list[tuple[int, int]]:
+    """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt)."""
+    if limit <= 0:
+        return []
+    running = (
+        select(Trial.search_id, func.count().label("n"))
+        .where(Trial.status == RUNNING)
+        .group_by(Trial.search_id)
+        .subquery()
+    )
+    query = (
+        select(Trial.id, Trial.search_id, Search.workers, func.coalesce(running.c.n, 0))
+        .join(Search, Search.id == Trial.search_id)
+        .outerjoin(running, running.c.search_id == Trial.search_id)
+        .where(Trial.status == QUEUED, Search.cancel_requested.is_(False))
+        .order_by(Trial.search_id, Trial.index)
+        .limit(limit * 4 + 16)
+    )
+    if search_id is not None:
+        query = query.where(Trial.search_id == search_id)
+    candidates = session.execute(query).all()
+    session.rollback()  # end the read; each claim below is its own transaction
+    claimed: list[tuple[int, int]] = []
+    taken: dict[int, int] = {}
+    for trial_id, sid, cap, already in candidates:
+        if len(claimed) == limit:
+            break
+        if already + taken.get(sid, 0) >= cap:
+            continue
+        attempt = retry_transaction(session, lambda s, t=trial_id: _claim(s, t, worker))
+        if attempt:
+            claimed.append((trial_id, attempt))
+            taken[sid] = taken.get(sid, 0) + 1
+    return claimed
+
+
+def _claim(session: Session, trial_id: int, worker: str) -> int | None:
+    now = utcnow()
+    result = session.execute(
+        update(Trial)
+        .where(Trial.id == trial_id, Trial.status == QUEUED)
+        .values(
+            status=RUNNING,
+            attempt=Trial.attempt + 1,
+            started_at=now,
+            heartbeat_at=now,
+            finished_at=None,
+            epochs_done=0,
+            worker=worker,
+        )
+        .returning(Trial.attempt, Trial.search_id)
+    ).first()
+    if result is None:
+        return None
+    session.execute(
+        update(Search)
+        .where(Search.id == result.search_id, Search.status == QUEUED)
+        .values(status=RUNNING, started_at=now)
+    )
+    return result.attempt
+
+
+def write_epoch(
+    session: Session,
+    trial_id: int,
+    attempt: int,
+    metrics: EpochMetrics,
+    summary: dict[str, float | int | None],
+) -> str | None:
+    """Store one finished epoch and the trial's running summary; idempotent on retry.
+
+    Returns None to go on, or why the trial must stop: "cancelled" or "lost" (the
+    trial is no longer this attempt's, e.g. it was re-queued after a stale heartbeat).
+    """
+
+    def work(s: Session) -> str | None:
+        exists = s.execute(
+            select(Epoch.id).where(
+                Epoch.trial_id == trial_id, Epoch.attempt == attempt, Epoch.epoch == metrics.epoch
+            )
+        ).first()
+        if exists is None:
+            s.execute(
+                insert(Epoch).values(
+                    trial_id=trial_id,
+                    attempt=attempt,
+                    epoch=metrics.epoch,
+                    loss=metrics.loss,
+                    acc_train=metrics.acc_train,
+                    val_loss=metrics.val_loss,
+                    acc_val=metrics.acc_val,
+                    seconds=metrics.seconds,
+                    created_at=utcnow(),
+                )
+            )
+        updated = s.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.status == RUNNING)
+            .values(heartbeat_at=utcnow(), epochs_done=metrics.epoch, **summary)
+        ).rowcount
+        if not updated:
+            return "lost"
+        cancel = s.execute(
+            select(Search.cancel_requested).join(Trial).where(Trial.id == trial_id)
+        ).scalar_one()
+        return CANCELLED if cancel else None
+
+    return retry_transaction(session, work)
+
+
+def finish_trial(
+    session: Session, trial_id: int, attempt: int, status: str, error: str | None = None
+) -> bool:
+    """End a running attempt in `status`; False if the trial was not this attempt's."""
+
+    def work(s: Session) -> bool:
+        now = utcnow()
+        done = s.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.status == RUNNING)
+            .values(status=status, finished_at=now, heartbeat_at=now, error=error)
+        ).rowcount
+        search_id = s.execute(select(Trial.search_id).where(Trial.id == trial_id)).scalar_one()
+        _settle_search(s, search_id)
+        return bool(done)
+
+    return retry_transaction(session, work)
+
+
+def record_crash(
+    session: Session, trial_id: int, attempt: int, error: str, max_attempts: int
+) -> str:
+    """A worker died or raised: re-queue the trial, or fail it past the retry limit."""
+
+    def work(s: Session) -> str:
+        trial = s.get(Trial, trial_id, with_for_update=True)
+        if trial is None or trial.attempt != attempt or trial.status != RUNNING:
+            return trial.status if trial else FAILED
+        trial.crashes += 1
+        trial.heartbeat_at = trial.finished_at = utcnow()
+        if trial.crashes >= max_attempts:
+            trial.status = FAILED
+            trial.error = f"{error} (attempt {trial.attempt} of {max_attempts})"
+        else:
+            trial.status = QUEUED
+            trial.error = f"attempt {trial.attempt} crashed: {error}; re-queued"
+        s.flush()
+        _settle_search(s, trial.search_id)
+        return trial.status
+
+    return retry_transaction(session, work)
+
+
+def requeue_interrupted(
+    session: Session,
+    *,
+    older_than: datetime | None = None,
+    trial_ids: list[int] | None = None,
+    exclude: set[int] = frozenset(),
+    max_interruptions: int = 10,
+) -> int:
+    """Re-queue running trials whose runner is gone (stale heartbeat, or named ones).
+
+    Their epochs stay, tagged with the attempt that wrote them; the next attempt starts
+    from scratch and, training being seeded, retraces the same curve.
+    """
+    query = select(Trial).where(Trial.status == RUNNING)
+    if older_than is not None:
+        query = query.where(Trial.heartbeat_at < older_than)
+    if trial_ids is not None:
+        query = query.where(Trial.id.in_(trial_ids))
+
+    def work(s: Session) -> int:
+        trials = [t for t in s.execute(query).scalars() if t.id not in exclude]
+        for trial in trials:
+            trial.interruptions += 1
+            trial.finished_at = utcnow()
+            if trial.search.cancel_requested:
+                trial.status = CANCELLED
+            elif trial.interruptions > max_interruptions:
+                trial.status = FAILED
+                trial.error = f"interrupted {trial.interruptions} times"
+            else:
+                trial.status = QUEUED
+                trial.error = f"attempt {trial.attempt} interrupted (runner stopped); re-queued"
+        s.flush()
+        for search_id in {t.search_id for t in trials}:
+            _settle_search(s, search_id)
+        return len(trials)
+
+    return retry_transaction(session, work)
+
+
+def nothing_left(session: Session, search_id: int | None) -> bool:
+    """Whether no trial (of the search, or of any search) is queued or running."""
+    query = select(func.count()).select_from(Trial).where(Trial.status.in_((QUEUED, RUNNING)))
+    if search_id is not None:
+        query = query.where(Trial.search_id == search_id)
+    left = session.execute(query).scalar_one()
+    session.rollback()
+    return left == 0
+
+
+def touch_heartbeats(session: Session, trial_ids: list[int]) -> None:
+    """Mark the runner's running trials alive."""
+    if trial_ids:
+        retry_transaction(
+            session,
+            lambda s: s.execute(
+                update(Trial)
+                .where(Trial.id.in_(trial_ids), Trial.status == RUNNING)
+                .values(heartbeat_at=utcnow())
+            ),
+        )
+
+
+def cancel_search(session: Session, search_id: int) -> None:
+    """Cancel queued trials now; running ones stop at their next epoch boundary."""
+
+    def work(s: Session) -> None:
+        s.execute(
+            update(Search)
+            .where(Search.id == search_id, Search.status.not_in(SEARCH_FINAL))
+            .values(cancel_requested=True)
+        )
+        s.execute(
+            update(Trial)
+            .where(Trial.search_id == search_id, Trial.status == QUEUED)
+            .values(status=CANCELLED, finished_at=utcnow())
+        )
+        _settle_search(s, search_id)
+
+    retry_transaction(session, work)
+
+
+def _settle_search(session: Session, search_id: int) -> None:
+    """End the search when every trial has ended."""
+    open_trials = session.execute(
+        select(func.count())
+        .select_from(Trial)
+        .where(Trial.search_id == search_id, Trial.status.not_in(TRIAL_FINAL))
+    ).scalar_one()
+    if open_trials:
+        return
+    search = session.get(Search, search_id)
+    if search is None or search.status in SEARCH_FINAL:
+        return
+    search.status = CANCELLED if search.cancel_requested else COMPLETED
+    search.finished_at = utcnow()
+    search.started_at = search.started_at or search.finished_at
+
+
+def stale_bound(seconds: float) -> datetime:
+    """The heartbeat time before which a running trial counts as abandoned."""
+    return utcnow() - timedelta(seconds=seconds)

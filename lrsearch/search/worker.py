@@ -1,0 +1,138 @@
+"""What a worker process does: train one trial, writing each epoch as it ends.
+
+Everything here runs in a child process and receives plain values only; the process
+builds its own engine after it started, and never shares one with its parent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+from dataclasses import asdict
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, select
+from sqlalchemy.orm import Session
+
+from lrsearch import artifacts
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Search, Trial
+from lrsearch.search.sampler import format_lr
+from lrsearch.search.store import finish_trial, write_epoch
+from lrsearch.training import EpochMetrics, load_dataset, train
+
+log = logging.getLogger(__name__)
+_blas_limit = None  # keeps threadpoolctl's limit alive for the life of the process
+
+
+def init_worker(parent_pid: int) -> None:
+    """Per-process set-up: one BLAS thread, and die with the parent process."""
+    global _blas_limit
+    die_with_parent(parent_pid)
+    from threadpoolctl import threadpool_limits
+
+    _blas_limit = threadpool_limits(1)
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this process when its parent dies, so no worker is orphaned."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the runner's shutdown still ends us
+        return
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+@cache
+def worker_engine(database_url: str) -> Engine:
+    """This process's own engine, built after the process started."""
+    return create_engine(database_url, pool_pre_ping=True)
+
+
+def worker_name() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LogFolderError(RuntimeError):
+    """The trial's log folder cannot be written (disk full, permissions)."""
+
+
+def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
+    """Train one trial in this worker process; return its final status."""
+    with Session(worker_engine(database_url)) as session:
+        trial, search = session.execute(
+            select(Trial, Search).join(Search).where(Trial.id == trial_id)
+        ).one()
+        session.expunge_all()
+        folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
+        log_path = _writing(folder, lambda: artifacts.start_log(folder, attempt))
+        data = load_dataset(search.dataset, artifacts.datasets_root(data_dir), seed=search.seed)
+        history: list[dict[str, float]] = []
+        stop_reason: list[str] = []
+
+        def on_epoch(metrics: EpochMetrics) -> bool:
+            history.append(asdict(metrics))
+            reason = write_epoch(session, trial_id, attempt, metrics, summarize(history))
+            line = artifacts.log_line(
+                metrics.epoch,
+                metrics.epochs,
+                metrics.loss,
+                metrics.acc_train,
+                metrics.val_loss,
+                metrics.acc_val,
+            )
+            _writing(log_path, lambda: artifacts.append_log(log_path, line))
+            if reason:
+                stop_reason.append(reason)
+            return bool(reason)
+
+        result = train(
+            data,
+            search.layers,
+            trial.lr,
+            epochs=search.epochs,
+            batch_size=search.batch_size,
+            beta1=search.beta1,
+            beta2=search.beta2,
+            eps=search.eps,
+            seed=trial.seed,
+            on_epoch=on_epoch,
+        )
+        if history:
+            title = f"lr={format_lr(trial.lr)}  ({search.dataset}, trial {trial.index})"
+            plot = folder / artifacts.PLOT_NAME
+            _writing(plot, lambda: artifacts.draw_plot(plot, title, history))
+        if stop_reason == ["lost"]:
+            return "lost"
+        status = {"completed": COMPLETED, "diverged": DIVERGED}.get(result.status, CANCELLED)
+        finish_trial(session, trial_id, attempt, status, result.message or None)
+    return status
+
+
+def _writing(path: Path, write):
+    """Run a write to the log folder; a failure names the path and the reason."""
+    try:
+        return write()
+    except OSError as exc:
+        raise LogFolderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def summarize(history: list[dict[str, float]]) -> dict[str, float | int | None]:
+    """The trial's best and final metrics after the epochs so far."""
+    best = max(history, key=lambda e: e["acc_val"])
+    last = history[-1]
+    return {
+        "best_val_acc": best["acc_val"],
+        "best_epoch": best["epoch"],
+        "min_val_loss": min(e["val_loss"] for e in history),
+        "final_loss": last["loss"],
+        "final_acc_train": last["acc_train"],
+        "final_val_loss": last["val_loss"],
+        "final_val_acc": last["acc_val"],
+        "seconds": sum(e["seconds"] for e in history),
+    }

@@ -1,0 +1,89 @@
+"""Fixtures: an app on a temporary data folder, its clients, and a finished-search factory."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from lrsearch import create_app
+from lrsearch.extensions import db
+from lrsearch.models import COMPLETED, DIVERGED, Epoch, Search
+from lrsearch.search import store
+from lrsearch.search.spec import SearchSpec
+
+
+@pytest.fixture
+def app_config(tmp_path) -> dict:
+    """Settings of the test app; a test may change them before `app` is built."""
+    return {
+        "TESTING": True,
+        "DATA_DIR": str(tmp_path / "data"),
+        "WORKERS": 2,
+        "SECRET_KEY": "test-only",
+        "WTF_CSRF_ENABLED": False,
+        "HEARTBEAT_SECONDS": 0.5,
+        "STALE_AFTER_SECONDS": 3.0,
+    }
+
+
+@pytest.fixture
+def app(app_config) -> Iterator[Flask]:
+    """The dashboard on a fresh, migrated SQLite database."""
+    from flask_migrate import upgrade
+
+    app = create_app(app_config)
+    with app.app_context():
+        upgrade(directory=app.config["MIGRATIONS_DIR"])
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def cli(app) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def make_search(app) -> Callable[..., Search]:
+    """Store a finished search with synthetic curves (no training), for pages and API."""
+
+    def make(trials: int = 4, epochs: int = 5, diverge: int | None = None, **spec) -> Search:
+        search = store.create_search(db.session, SearchSpec(trials=trials, epochs=epochs, **spec))
+        for trial in search.trials:
+            steps = epochs if trial.index != diverge else max(epochs // 2, 1)
+            history = []
+            for e in range(1, steps + 1):
+                skill = 1 - math.exp(-e * trial.lr * 300)
+                row = {
+                    "epoch": e,
+                    "loss": 2.3 * (1 - skill) + 0.05,
+                    "acc_train": 0.1 + 0.89 * skill,
+                    "val_loss": 2.3 * (1 - skill) + 0.1,
+                    "acc_val": 0.1 + 0.85 * skill,
+                    "seconds": 0.01,
+                }
+                history.append(row)
+                db.session.add(Epoch(trial_id=trial.id, attempt=1, **row))
+            best = max(history, key=lambda r: r["acc_val"])
+            trial.attempt, trial.epochs_done = 1, steps
+            trial.status = DIVERGED if trial.index == diverge else COMPLETED
+            trial.best_val_acc, trial.best_epoch = best["acc_val"], best["epoch"]
+            trial.final_acc_train = history[-1]["acc_train"]
+            trial.final_val_acc = history[-1]["acc_val"]
+            trial.final_val_loss = trial.min_val_loss = history[-1]["val_loss"]
+            trial.final_loss = history[-1]["loss"]
+        search.status = COMPLETED
+        db.session.commit()
+        return search
+
+    return make
