@@ -46,6 +46,9 @@ def resolve(app: Flask) -> None:
     url = app.config.get("DATABASE_URL") or f"sqlite:///{data_dir / 'lrsearch.sqlite3'}"
     app.config["DATABASE_URL"] = url
     app.config["SQLALCHEMY_DATABASE_URI"] = url
+    for name in ("PASSWORD", "SECRET_KEY"):  # LRSEARCH_PASSWORD=1234 must stay text
+        if app.config.get(name) is not None:
+            app.config[name] = str(app.config[name])
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(data_dir / "secret_key")
     app.config["WORKERS"] = max(1, int(app.config["WORKERS"]))

@@ -84,7 +84,7 @@ def test_a_diverging_trial_keeps_its_epochs_while_the_others_complete(cli):
     assert [t.status for t in trials[:2]] == [COMPLETED, COMPLETED]
     diverged = trials[2]
     assert diverged.status == DIVERGED
-    assert "nan" in diverged.error or "inf" in diverged.error
+    assert "loss" in diverged.error
     kept = db.session.execute(
         select(func.count()).select_from(Epoch).where(Epoch.trial_id == diverged.id)
     ).scalar_one()

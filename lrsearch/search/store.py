@@ -153,6 +153,24 @@ def _claim(session: Session, trial_id: int, worker: str) -> int | None:
     return result.attempt
 
 
+def begin_attempt(session: Session, trial_id: int, attempt: int, worker: str) -> tuple:
+    """Record which process runs this attempt; return (trial, search), detached."""
+    retry_transaction(
+        session,
+        lambda s: s.execute(
+            update(Trial)
+            .where(Trial.id == trial_id, Trial.attempt == attempt)
+            .values(worker=worker, heartbeat_at=utcnow())
+        ),
+    )
+    trial, search = session.execute(
+        select(Trial, Search).join(Search).where(Trial.id == trial_id)
+    ).one()
+    session.expunge_all()
+    session.rollback()
+    return trial, search
+
+
 def write_epoch(
     session: Session,
     trial_id: int,

@@ -15,13 +15,13 @@ from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, select
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
-from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Search, Trial
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED
 from lrsearch.search.sampler import format_lr
-from lrsearch.search.store import finish_trial, write_epoch
+from lrsearch.search.store import begin_attempt, finish_trial, write_epoch
 from lrsearch.training import EpochMetrics, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,7 @@ class LogFolderError(RuntimeError):
 def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
     """Train one trial in this worker process; return its final status."""
     with Session(worker_engine(database_url)) as session:
-        trial, search = session.execute(
-            select(Trial, Search).join(Search).where(Trial.id == trial_id)
-        ).one()
-        session.expunge_all()
+        trial, search = begin_attempt(session, trial_id, attempt, worker_name())
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
         log_path = _writing(folder, lambda: artifacts.start_log(folder, attempt))
         data = load_dataset(search.dataset, artifacts.datasets_root(data_dir), seed=search.seed)

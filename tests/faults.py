@@ -1,0 +1,112 @@
+"""Helpers for tests that break things: a runner in a thread, waiting on the database."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from flask import Flask
+from sqlalchemy import select
+
+from lrsearch.cli import runner_settings
+from lrsearch.extensions import db
+from lrsearch.models import Search, Trial
+from lrsearch.search.runner import ProcessSlots, Runner
+
+
+class RunnerThread:
+    """A runner with its own process pool, looping in a thread of the test."""
+
+    def __init__(self, app: Flask, workers: int = 2, search_id: int | None = None):
+        self.runner = Runner(runner_settings(app), ProcessSlots(workers), search_id)
+        self.thread = threading.Thread(target=self.runner.run, daemon=True)
+
+    def __enter__(self) -> RunnerThread:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.runner.stop()
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive()
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 60.0, what: str = "") -> object:
+    """Poll the database until `condition()` is truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.session.expire_all()
+        value = condition()
+        db.session.rollback()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def trials(search_id: int) -> list[Trial]:
+    return list(
+        db.session.execute(
+            select(Trial).where(Trial.search_id == search_id).order_by(Trial.index)
+        ).scalars()
+    )
+
+
+def search_status(search_id: int) -> str:
+    return db.session.get(Search, search_id).status
+
+
+def worker_pid(trial: Trial) -> int:
+    """The pid of the process running the trial's current attempt (host:pid)."""
+    return int(trial.worker.rsplit(":", 1)[1])
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def children_of(pid: int) -> list[int]:
+    """Every live descendant of a process, from the process table."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        current = frontier.pop()
+        kids = [p for p, parent in parents.items() if parent == current]
+        found += kids
+        frontier += kids
+    return found
+
+
+def write_epochs(database_url: str, trial_id: int, epochs: int) -> int:
+    """In a child process: write `epochs` rows for one trial, each twice (a retried write)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from lrsearch.search import store
+    from lrsearch.training import EpochMetrics
+
+    engine = create_engine(database_url)
+    with Session(engine) as session:
+        for epoch in range(1, epochs + 1):
+            metrics = EpochMetrics(epoch, epochs, 1.0 / epoch, 0.5, 1.0 / epoch, 0.5, 0.001)
+            summary = {"final_val_acc": 0.5}
+            for _ in range(2):
+                store.write_epoch(session, trial_id, 1, metrics, summary)
+    engine.dispose()
+    return epochs
