@@ -227,7 +227,9 @@ def runner_command() -> None:
     """Run queued trials of every search until stopped (the server starts one)."""
     ensure_schema()
     app = current_app._get_current_object()
-    runner = Runner(runner_settings(app), ProcessSlots(app.config["WORKERS"]))
+    slots = ProcessSlots(app.config["WORKERS"])
+    slots.start()
+    runner = Runner(runner_settings(app), slots)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
     click.echo(f"runner: {app.config['WORKERS']} workers on {app.config['DATABASE_URL']}", err=True)

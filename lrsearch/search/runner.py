@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.worker import init_worker, run_trial, worker_name
+from lrsearch.search.worker import init_worker, run_trial, warm_up, worker_name
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +36,22 @@ class ProcessSlots:
     def capacity(self) -> int:
         return len(self.slots) - len(self.running)
 
-    def submit(self, fn: Callable, *args) -> Future:
-        """Run fn(*args) in a free slot."""
-        slot = next(i for i in range(len(self.slots)) if i not in self.running.values())
+    def start(self) -> None:
+        """Start every worker process now, so the first trials pay no process start."""
+        for slot in range(len(self.slots)):
+            self._executor(slot).submit(warm_up)
+
+    def _executor(self, slot: int) -> ProcessPoolExecutor:
         if self.slots[slot] is None:
             self.slots[slot] = ProcessPoolExecutor(
                 1, mp_context=self.context, initializer=init_worker, initargs=(os.getpid(),)
             )
-        future = self.slots[slot].submit(fn, *args)
+        return self.slots[slot]
+
+    def submit(self, fn: Callable, *args) -> Future:
+        """Run fn(*args) in a free slot."""
+        slot = next(i for i in range(len(self.slots)) if i not in self.running.values())
+        future = self._executor(slot).submit(fn, *args)
         self.running[future] = slot
         return future
 

@@ -47,6 +47,12 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
+def warm_up() -> None:
+    """Import what a trial will need (plotting included) while the process is idle."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+
+
 @cache
 def worker_engine(database_url: str) -> Engine:
     """This process's own engine, built after the process started."""

@@ -1,0 +1,66 @@
+"""How the worker pool scales: wall time and throughput of whole searches, end to end.
+
+Usage: python benchmarks/pool_scaling.py [WORKERS ...]     (default: 1 2 4)
+       python benchmarks/pool_scaling.py 1 4 8 16           (on a 16-core machine)
+
+Two workloads, each a real search (database, log.txt, plots, process start included):
+- mnist-shaped: synthetic:60000x784x10, layers 784-256-128-10, 2 epochs per trial,
+  2 trials per worker; prints trial-epochs per second.
+- digits: the dashboard's default search on digits (8 trials x 20 epochs); prints
+  searches per second.
+Speed-up is against the first worker count; efficiency is speed-up / (workers / first).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import bench_app, machine, run_search
+
+MNIST_SHAPED = {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10", "epochs": 2}
+DIGITS = {"dataset": "digits", "layers": "64,128,10", "epochs": 20, "trials": 8}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workers", nargs="*", type=int, default=[1, 2, 4])
+    parser.add_argument("--trials-per-worker", type=int, default=2)
+    parser.add_argument("--skip-mnist", action="store_true")
+    args = parser.parse_args()
+    print(f"# pool_scaling on {machine()}")
+    if not args.skip_mnist:
+        print("\nmnist-shaped: synthetic:60000x784x10, 784-256-128-10, 2 epochs per trial")
+        rows = []
+        for n in args.workers:
+            with bench_app(MAX_WORKERS=256) as app:
+                trials = n * args.trials_per_worker
+                wall, search = run_search(app, n, trials=trials, **MNIST_SHAPED)
+                assert search.status == "completed", search.status
+                rows.append((n, trials, wall, trials * MNIST_SHAPED["epochs"] / wall))
+        table(rows, "trial-epochs/s")
+    print("\ndigits: 8 trials x 20 epochs, 64-128-10 (one search, end to end)")
+    rows = []
+    for n in args.workers:
+        with bench_app(MAX_WORKERS=256) as app:
+            wall, search = run_search(app, n, **DIGITS)
+            assert search.status == "completed", search.status
+            rows.append((n, 8, wall, 1 / wall))
+    table(rows, "searches/s")
+
+
+def table(rows: list[tuple[int, int, float, float]], unit: str) -> None:
+    """Print wall time, throughput, speed-up and efficiency per worker count."""
+    base_workers, base_rate = rows[0][0], rows[0][3]
+    print(
+        f"{'workers':>7} {'trials':>6} {'wall s':>8} {unit:>15} {'speed-up':>9} {'efficiency':>10}"
+    )
+    for n, trials, wall, rate in rows:
+        speedup = rate / base_rate
+        print(
+            f"{n:>7} {trials:>6} {wall:>8.2f} {rate:>15.3f} {speedup:>8.2f}x "
+            f"{speedup / (n / base_workers):>10.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
