@@ -55,6 +55,7 @@ def start_log(folder: Path, attempt: int) -> Path:
     path = folder / LOG_NAME
     if attempt > 1 and path.exists():
         path.replace(folder / f"log.attempt-{attempt - 1}.txt")
+    (folder / PLOT_NAME).unlink(missing_ok=True)  # an earlier attempt's
     path.write_text("")
     return path
 
@@ -70,7 +71,8 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     from matplotlib.figure import Figure  # imported late: 0.3 s that many callers never need
 
     x = [e["epoch"] for e in epochs]
-    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
+    fig = Figure(figsize=(9, 3.6), dpi=100)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.14, wspace=0.2)
     loss_ax, acc_ax = fig.subplots(1, 2)
     loss_ax.plot(x, [e["loss"] for e in epochs], label="train")
     loss_ax.plot(x, [e["val_loss"] for e in epochs], label="validation")
@@ -79,6 +81,7 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     acc_ax.plot(x, [e["acc_val"] for e in epochs], label="validation")
     acc_ax.set(title="accuracy", xlabel="epoch")
     for ax in (loss_ax, acc_ax):
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)

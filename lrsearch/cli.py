@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from lrsearch.extensions import db
 from lrsearch.models import Search, Trial
-from lrsearch.search import ranking, store
+from lrsearch.search import plots, ranking, store
 from lrsearch.search.runner import ProcessSlots, Runner, RunnerSettings
 from lrsearch.search.sampler import format_lr
 from lrsearch.search.spec import SearchSpec, SpecError, parse_spec
@@ -119,7 +119,10 @@ def run_command(**options: str | None) -> None:
         signal.signal(signal.SIGTERM, previous)
     progress.update(final=True)
     db.session.expire_all()
-    print_search(db.session.get(Search, search.id))
+    search = db.session.get(Search, search.id)
+    for trial in search.trials:  # the log folder is for people: give every trial its plot
+        plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    print_search(search)
 
 
 class Progress:

@@ -100,12 +100,12 @@ def test_a_killed_runner_loses_nothing_and_leaves_no_orphans(app):
     try:
         running = wait_for(
             lambda: (
-                [t for t in trials(sid) if started(t) and t.epochs_done >= 3]
-                if sum(started(t) for t in trials(sid)) == 2
+                [t for t in trials(sid) if started(t)]
+                if sum(started(t) and t.epochs_done >= 3 for t in trials(sid)) == 2
                 else None
             )
         )
-        workers = [worker_pid(t) for t in trials(sid) if t.status == RUNNING]
+        workers = [worker_pid(t) for t in running]
         assert set(children_of(runner.pid)) >= set(workers)
         runner.kill()
         runner.wait()

@@ -62,7 +62,10 @@ class ProcessSlots:
             return None
         executor = self.slots[slot]
         self.slots[slot] = None
-        codes = [p.exitcode for p in getattr(executor, "_processes", {}).values()]
+        processes = list(getattr(executor, "_processes", {}).values())
+        for process in processes:
+            process.join(timeout=2)  # reap it, to learn how it died
+        codes = [p.exitcode for p in processes]
         executor.shutdown(wait=False, cancel_futures=True)
         code = codes[0] if codes else None
         return f"worker process died (exit code {code})"
@@ -122,8 +125,11 @@ class Runner:
         settings: RunnerSettings,
         slots: ProcessSlots | ExecutorSlots,
         search_id: int | None = None,
+        keep_slots: bool = False,
     ):
+        """keep_slots: leave the worker processes running at close, for a later runner."""
         self.settings, self.slots, self.search_id = settings, slots, search_id
+        self.keep_slots = keep_slots
         self.engine = create_engine(settings.database_url, pool_pre_ping=True)
         self.session = Session(self.engine)
         self.stopping = threading.Event()
@@ -201,7 +207,8 @@ class Runner:
     def close(self) -> None:
         """Stop the workers; trials they were running are re-queued for the next start."""
         running = [t for t, _ in self.futures.values()]
-        self.slots.shutdown()
+        if running or not self.keep_slots:
+            self.slots.shutdown()
         self.futures.clear()
         if running:
             store.requeue_interrupted(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -171,6 +171,24 @@ def begin_attempt(session: Session, trial_id: int, attempt: int, worker: str) ->
     return trial, search
 
 
+# The per-epoch statements, built once: Core on the tables, no ORM work per epoch.
+_epoch, _trial, _search = Epoch.__table__, Trial.__table__, Search.__table__
+_EPOCH_EXISTS = select(_epoch.c.id).where(
+    _epoch.c.trial_id == bindparam("trial_id"),
+    _epoch.c.attempt == bindparam("attempt"),
+    _epoch.c.epoch == bindparam("epoch"),
+)
+_UPDATE_RUNNING_TRIAL = _trial.update().where(
+    _trial.c.id == bindparam("trial_id_"),
+    _trial.c.attempt == bindparam("attempt_"),
+    _trial.c.status == RUNNING,
+)
+_CANCEL_REQUESTED = select(_search.c.cancel_requested).where(
+    _search.c.id
+    == select(_trial.c.search_id).where(_trial.c.id == bindparam("trial_id")).scalar_subquery()
+)
+
+
 def write_epoch(
     session: Session,
     trial_id: int,
@@ -183,37 +201,30 @@ def write_epoch(
     Returns None to go on, or why the trial must stop: "cancelled" or "lost" (the
     trial is no longer this attempt's, e.g. it was re-queued after a stale heartbeat).
     """
+    row = {
+        "trial_id": trial_id,
+        "attempt": attempt,
+        "epoch": metrics.epoch,
+        "loss": metrics.loss,
+        "acc_train": metrics.acc_train,
+        "val_loss": metrics.val_loss,
+        "acc_val": metrics.acc_val,
+        "seconds": metrics.seconds,
+    }
+    trial_values = {
+        "trial_id_": trial_id,
+        "attempt_": attempt,
+        "heartbeat_at": utcnow(),
+        "epochs_done": metrics.epoch,
+        **summary,
+    }
 
     def work(s: Session) -> str | None:
-        exists = s.execute(
-            select(Epoch.id).where(
-                Epoch.trial_id == trial_id, Epoch.attempt == attempt, Epoch.epoch == metrics.epoch
-            )
-        ).first()
-        if exists is None:
-            s.execute(
-                insert(Epoch).values(
-                    trial_id=trial_id,
-                    attempt=attempt,
-                    epoch=metrics.epoch,
-                    loss=metrics.loss,
-                    acc_train=metrics.acc_train,
-                    val_loss=metrics.val_loss,
-                    acc_val=metrics.acc_val,
-                    seconds=metrics.seconds,
-                    created_at=utcnow(),
-                )
-            )
-        updated = s.execute(
-            update(Trial)
-            .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.status == RUNNING)
-            .values(heartbeat_at=utcnow(), epochs_done=metrics.epoch, **summary)
-        ).rowcount
-        if not updated:
+        if s.execute(_EPOCH_EXISTS, row).first() is None:
+            s.execute(_epoch.insert(), row)
+        if not s.execute(_UPDATE_RUNNING_TRIAL, trial_values).rowcount:
             return "lost"
-        cancel = s.execute(
-            select(Search.cancel_requested).join(Trial).where(Trial.id == trial_id)
-        ).scalar_one()
+        cancel = s.execute(_CANCEL_REQUESTED, {"trial_id": trial_id}).scalar_one()
         return CANCELLED if cancel else None
 
     return retry_transaction(session, work)

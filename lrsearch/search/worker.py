@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED
-from lrsearch.search.sampler import format_lr
+from lrsearch.search import plots
 from lrsearch.search.store import begin_attempt, finish_trial, write_epoch
 from lrsearch.training import EpochMetrics, load_dataset, train
 
@@ -106,9 +106,9 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             seed=trial.seed,
             on_epoch=on_epoch,
         )
-        if history:
-            title = f"lr={format_lr(trial.lr)}  ({search.dataset}, trial {trial.index})"
+        if history and sum(e["seconds"] for e in history) >= plots.INLINE_AFTER_SECONDS:
             plot = folder / artifacts.PLOT_NAME
+            title = plots.plot_title(trial, search)
             _writing(plot, lambda: artifacts.draw_plot(plot, title, history))
         if stop_reason == ["lost"]:
             return "lost"
