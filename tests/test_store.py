@@ -1,0 +1,117 @@
+"""The store: atomic claims, two runners on one database, SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections import Counter
+
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from lrsearch import create_app
+from lrsearch.extensions import db
+from lrsearch.models import COMPLETED, Epoch
+from lrsearch.search import store
+from lrsearch.search.spec import SearchSpec
+from tests.faults import RunnerThread, search_status, trials, wait_for
+
+POSTGRES_SERVER = os.environ.get(
+    "LRSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
+)
+
+
+def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
+    """Several sessions claim from one queue at once; every claimed trial id, in order."""
+    claimed: list[int] = []
+    barrier = threading.Barrier(claimers)
+    engine = create_engine(database_url)
+
+    def claim() -> None:
+        with Session(engine) as session:
+            barrier.wait()
+            while got := store.claim_trials(session, 1, search_id=search_id, worker="t"):
+                claimed.extend(t for t, _ in got)
+
+    threads = [threading.Thread(target=claim) for _ in range(claimers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    return claimed
+
+
+def test_concurrent_claims_never_take_one_trial_twice(app):
+    search = store.create_search(db.session, SearchSpec(trials=40, epochs=1, workers=40))
+    claimed = claim_race(app.config["DATABASE_URL"], search.id)
+    assert sorted(claimed) == sorted(t.id for t in search.trials)
+    assert all(t.attempt == 1 for t in trials(search.id))
+
+
+def test_claims_respect_the_search_workers_and_skip_cancelled_searches(app):
+    first = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=2))
+    second = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=1))
+    cancelled = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=5))
+    store.cancel_search(db.session, cancelled.id)
+    claimed = store.claim_trials(db.session, 10)
+    per_search = Counter(db.session.get(type(first.trials[0]), t).search_id for t, _ in claimed)
+    assert per_search == {first.id: 2, second.id: 1}
+    assert search_status(cancelled.id) == "cancelled"
+
+
+@pytest.mark.slow
+def test_two_runners_on_one_database_run_each_trial_once(app):
+    search = store.create_search(db.session, SearchSpec(trials=8, epochs=5, workers=4))
+    with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
+        wait_for(lambda: search_status(search.id) == COMPLETED, 120)
+    assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
+    rows = db.session.execute(select(Epoch.trial_id, Epoch.epoch)).all()
+    assert len(rows) == len(set(rows)) == 8 * 5
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"lrsearch_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
+    yield f"{POSTGRES_SERVER}/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_postgresql_claims_and_two_runners(postgres_url, app_config):
+    from flask_migrate import upgrade
+
+    app = create_app({**app_config, "DATABASE_URL": postgres_url})
+    with app.app_context():
+        upgrade(directory=app.config["MIGRATIONS_DIR"])
+        race = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=30))
+        claimed = claim_race(postgres_url, race.id)
+        assert sorted(claimed) == sorted(t.id for t in race.trials)
+        search = store.create_search(db.session, SearchSpec(trials=6, epochs=4, workers=4))
+        with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
+            wait_for(lambda: search_status(search.id) == COMPLETED, 120)
+        assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
+        rows = db.session.execute(
+            select(Epoch.trial_id, Epoch.epoch).where(
+                Epoch.trial_id.in_([t.id for t in trials(search.id)])
+            )
+        ).all()
+        assert len(rows) == len(set(rows)) == 6 * 4
+        db.session.remove()
+        db.engine.dispose()
