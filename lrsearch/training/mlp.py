@@ -1,0 +1,229 @@
+"""A ReLU multilayer perceptron with a softmax cross-entropy output, in NumPy.
+
+All weights and biases are views into one flat parameter vector, and gradients are written
+into one flat vector of the same layout, so the optimizer updates everything in a few
+whole-array operations. Every intermediate lives in a preallocated workspace: a training
+step allocates no large temporaries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+DEFAULT_CHUNK = 1024  # rows per forward pass when evaluating a whole data set
+
+
+def check_layers(layers: Sequence[int]) -> tuple[int, ...]:
+    """Validate layer sizes such as [784, 256, 128, 10] and return them as a tuple."""
+    sizes = tuple(layers)
+    if len(sizes) < 2:
+        raise ValueError(f"layers needs at least an input and an output size, got {list(sizes)}")
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(f"layer sizes must be positive integers, got {list(sizes)}")
+    if sizes[-1] < 2:
+        raise ValueError(f"the output layer needs at least 2 classes, got {sizes[-1]}")
+    return tuple(int(size) for size in sizes)
+
+
+def parameter_count(layers: Sequence[int]) -> int:
+    """Number of weights and biases of a network with these layer sizes."""
+    sizes = check_layers(layers)
+    return sum(n_in * n_out + n_out for n_in, n_out in zip(sizes, sizes[1:], strict=False))
+
+
+def split_parameters(flat: np.ndarray, layers: Sequence[int]) -> tuple[list, list]:
+    """Weight matrices (in, out) and bias vectors as views into a flat parameter vector."""
+    sizes = check_layers(layers)
+    weights, biases, start = [], [], 0
+    for n_in, n_out in zip(sizes, sizes[1:], strict=False):
+        weights.append(flat[start : start + n_in * n_out].reshape(n_in, n_out))
+        start += n_in * n_out
+        biases.append(flat[start : start + n_out])
+        start += n_out
+    if start != flat.size:
+        raise ValueError(f"expected {start} parameters for layers {list(sizes)}, got {flat.size}")
+    return weights, biases
+
+
+class _Workspace:
+    """Preallocated buffers for up to `rows` samples; a pass uses the first r rows of each."""
+
+    def __init__(self, layers: tuple[int, ...], rows: int, dtype: np.dtype) -> None:
+        self.rows = rows
+        self.acts = [np.empty((rows, n), dtype) for n in layers[1:]]  # last one: the logits
+        self.deltas = [np.empty((rows, n), dtype) for n in layers[1:-1]]
+        self.active = [np.empty((rows, n), np.bool_) for n in layers[1:-1]]
+        # NumPy's maximum and greater are several times faster against an array of the same
+        # shape than against a scalar 0, and sums are faster as products with ones.
+        self.zeros = [np.zeros((rows, n), dtype) for n in layers[1:-1]]
+        self.ones_rows = np.ones(rows, dtype)
+        self.ones_classes = np.ones(layers[-1], dtype)
+        self.probs = np.empty((rows, layers[-1]), dtype)
+        self.offsets = np.arange(rows, dtype=np.intp) * layers[-1]
+        self.flat_index = np.empty(rows, np.intp)
+        self.row_a = np.empty(rows, dtype)
+        self.row_b = np.empty(rows, dtype)
+        self.predicted = np.empty(rows, np.intp)
+        self.hits = np.empty(rows, np.bool_)
+
+
+class MLP:
+    """A ReLU network with softmax output whose parameters live in one flat vector."""
+
+    def __init__(
+        self,
+        layers: Sequence[int],
+        *,
+        seed: int | np.random.Generator = 0,
+        dtype: type | np.dtype = np.float32,
+    ) -> None:
+        self.layers = check_layers(layers)
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.params = np.zeros(parameter_count(self.layers), self.dtype)
+        self.weights, self.biases = split_parameters(self.params, self.layers)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        for w in self.weights:  # He initialisation; biases start at zero
+            rng.standard_normal(out=w, dtype=self.dtype)
+            w *= math.sqrt(2.0 / w.shape[0])
+        self._ws: _Workspace | None = None
+        self._grad_views: tuple[np.ndarray, list, list] | None = None
+
+    def reserve(self, rows: int) -> None:
+        """Allocate buffers for passes over up to `rows` samples at once."""
+        if self._ws is None or self._ws.rows < rows:
+            self._ws = _Workspace(self.layers, max(rows, 1), self.dtype)
+
+    def loss(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Mean cross-entropy of the batch (x, y)."""
+        x, y = self._inputs(x, y)
+        self.reserve(len(x))
+        loss_sum, _ = self._cross_entropy(self._forward(x), y, want_grad=False)
+        return loss_sum / len(x)
+
+    def loss_and_grad(
+        self, x: np.ndarray, y: np.ndarray, grad: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray]:
+        """Mean cross-entropy of the batch and its gradient, laid out like `params`."""
+        x, y = self._inputs(x, y)
+        if grad is None:
+            grad = np.empty_like(self.params)
+        self.reserve(len(x))
+        loss_sum, _ = self.step_gradient(x, y, grad)
+        return loss_sum / len(x), grad
+
+    def step_gradient(self, x: np.ndarray, y: np.ndarray, grad: np.ndarray) -> tuple[float, int]:
+        """Write the batch's mean-loss gradient into `grad`; return (summed loss, hits).
+
+        The fast path of training: x must have this network's dtype, y must be integer
+        labels within range, and `reserve(len(x))` must have been called.
+        """
+        logits = self._forward(x)
+        loss_sum, hits = self._cross_entropy(logits, y, want_grad=True)
+        self._backward(x, self._split_grad(grad))
+        return loss_sum, hits
+
+    def evaluate(
+        self, x: np.ndarray, y: np.ndarray, chunk: int = DEFAULT_CHUNK
+    ) -> tuple[float, float]:
+        """Mean cross-entropy and accuracy over a whole data set, in chunks of rows."""
+        x, y = self._inputs(x, y)
+        n = len(x)
+        if n == 0:
+            return math.nan, math.nan
+        self.reserve(min(n, chunk))
+        rows = min(chunk, self._ws.rows)
+        loss_sum, hits = 0.0, 0
+        for start in range(0, n, rows):
+            stop = start + rows
+            part_loss, part_hits = self._cross_entropy(
+                self._forward(x[start:stop]), y[start:stop], want_grad=False
+            )
+            loss_sum += part_loss
+            hits += part_hits
+        return loss_sum / n, hits / n
+
+    def _inputs(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        y = np.ascontiguousarray(y, dtype=np.intp)
+        if x.ndim != 2 or x.shape[1] != self.layers[0] or y.shape != (len(x),):
+            raise ValueError(
+                f"expected x of shape (n, {self.layers[0]}) and y of shape (n,), "
+                f"got {x.shape} and {y.shape}"
+            )
+        if len(y) and (y.min() < 0 or y.max() >= self.layers[-1]):
+            raise ValueError(f"labels must lie in [0, {self.layers[-1]})")
+        return x, y
+
+    def _split_grad(self, grad: np.ndarray) -> tuple[list, list]:
+        cached = self._grad_views
+        if cached is None or cached[0] is not grad:
+            if grad.shape != self.params.shape or grad.dtype != self.dtype:
+                raise ValueError("grad must be a flat vector shaped and typed like params")
+            cached = (grad, *split_parameters(grad, self.layers))
+            self._grad_views = cached
+        return cached[1], cached[2]
+
+    def _forward(self, x: np.ndarray) -> np.ndarray:
+        rows, out = x.shape[0], x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            act = self._ws.acts[i][:rows]
+            np.matmul(out, w, out=act)
+            np.add(act, b, out=act)
+            if i < last:
+                np.maximum(act, self._ws.zeros[i][:rows], out=act)
+            out = act
+        return out
+
+    def _cross_entropy(
+        self, logits: np.ndarray, y: np.ndarray, want_grad: bool
+    ) -> tuple[float, int]:
+        """Summed loss and hit count; with want_grad, leaves d(mean loss)/d(logits) in probs."""
+        ws, rows = self._ws, logits.shape[0]
+        shift, total = ws.row_a[:rows], ws.row_b[:rows]
+        np.maximum.reduce(logits, axis=1, out=shift)
+        np.subtract(logits, shift[:, None], out=logits)  # stable log-softmax: logits now <= 0
+        predicted = ws.predicted[:rows]
+        np.argmax(logits, axis=1, out=predicted)
+        n_hits = int(np.count_nonzero(np.equal(predicted, y, out=ws.hits[:rows])))
+        probs = ws.probs[:rows]
+        np.exp(logits, out=probs)
+        np.matmul(probs, ws.ones_classes, out=total)
+        np.log(total, out=shift)  # log-sum-exp of the shifted logits
+        if want_grad:  # probs / (total * rows): the softmax part of d(mean loss)/d(logits)
+            np.multiply(total, rows, out=total)
+            np.divide(probs, total[:, None], out=probs)
+        flat_index, true_logit = ws.flat_index[:rows], total  # total is free from here on
+        np.add(ws.offsets[:rows], y, out=flat_index)
+        np.take(logits.reshape(-1), flat_index, out=true_logit, mode="clip")
+        np.subtract(shift, true_logit, out=shift)  # per-sample cross-entropy
+        loss_sum = float(shift.sum(dtype=np.float64))
+        if want_grad:  # minus onehot / rows
+            flat_probs = probs.reshape(-1)
+            np.take(flat_probs, flat_index, out=true_logit, mode="clip")
+            np.subtract(true_logit, 1.0 / rows, out=true_logit)
+            np.put(flat_probs, flat_index, true_logit, mode="clip")
+        return loss_sum, n_hits
+
+    def _backward(self, x: np.ndarray, grads: tuple[list, list]) -> None:
+        ws, rows = self._ws, x.shape[0]
+        grad_w, grad_b = grads
+        delta = ws.probs[:rows]
+        for i in range(len(self.weights) - 1, -1, -1):
+            below = x if i == 0 else ws.acts[i - 1][:rows]
+            np.matmul(below.T, delta, out=grad_w[i])
+            np.matmul(ws.ones_rows[:rows], delta, out=grad_b[i])
+            if i == 0:
+                break  # no gradient for the input itself
+            prev = ws.deltas[i - 1][:rows]
+            np.matmul(delta, self.weights[i].T, out=prev)
+            active = ws.active[i - 1][:rows]
+            np.greater(below, ws.zeros[i - 1][:rows], out=active)
+            np.multiply(prev, active, out=prev)  # ReLU derivative
+            delta = prev
