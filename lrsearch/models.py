@@ -118,6 +118,8 @@ class Trial(db.Model):
     final_val_loss: Mapped[float | None] = mapped_column(Float)
     final_val_acc: Mapped[float | None] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # training seconds, this attempt
+    # The worker left the plot for later (a short trial); the runner draws it when idle.
+    plot_pending: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     # Any change to the row; lets a page poll only the trials that changed.
     updated_at: Mapped[datetime] = mapped_column(
         DateTime, default=utcnow, onupdate=utcnow, index=True

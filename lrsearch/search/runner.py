@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.worker import init_worker, run_trial, warm_up, worker_name
+from lrsearch.search.worker import draw_plots, init_worker, run_trial, warm_up, worker_name
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class Runner:
         self.session = Session(self.engine)
         self.stopping = threading.Event()
         self.futures: dict[Future, tuple[int, int]] = {}  # future -> (trial id, attempt)
+        self.chores: set[Future] = set()  # plots drawn in idle time
         self.name = f"{worker_name()}/runner"
 
     def run(self, until_done: bool = False, on_tick: Callable[[], None] | None = None) -> None:
@@ -146,7 +147,9 @@ class Runner:
                 if until_done and not self.futures and self.search_finished():
                     break
                 finished, _ = wait(
-                    self.futures, timeout=self.settings.poll_seconds, return_when=FIRST_COMPLETED
+                    [*self.futures, *self.chores],
+                    timeout=self.settings.poll_seconds,
+                    return_when=FIRST_COMPLETED,
                 )
                 for future in finished:
                     self.reap(future)
@@ -186,9 +189,27 @@ class Runner:
                 run_trial, trial_id, attempt, self.settings.database_url, self.settings.data_dir
             )
             self.futures[future] = (trial_id, attempt)
+        if not claimed and self.search_id is None and not self.chores and self.slots.capacity:
+            self.draw_pending_plots()
+
+    def draw_pending_plots(self) -> None:
+        """With nothing to train, draw the plots that short trials left for later."""
+        trial_ids = store.take_pending_plots(self.session, 25)
+        if trial_ids:
+            self.chores.add(
+                self.slots.submit(
+                    draw_plots, trial_ids, self.settings.database_url, self.settings.data_dir
+                )
+            )
 
     def reap(self, future: Future) -> None:
         """Record how a trial's future ended: a raised error or a dead worker is a crash."""
+        if future in self.chores:
+            self.chores.discard(future)
+            self.slots.done(future)
+            if future.exception():  # a plot can still be drawn when first asked for
+                log.warning("drawing plots failed: %s", future.exception())
+            return
         trial_id, attempt = self.futures.pop(future)
         death = self.slots.done(future)
         error = future.exception()
@@ -210,6 +231,7 @@ class Runner:
         if running or not self.keep_slots:
             self.slots.shutdown()
         self.futures.clear()
+        self.chores.clear()
         if running:
             store.requeue_interrupted(
                 self.session, trial_ids=running, max_interruptions=self.settings.max_interruptions

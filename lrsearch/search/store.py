@@ -231,7 +231,12 @@ def write_epoch(
 
 
 def finish_trial(
-    session: Session, trial_id: int, attempt: int, status: str, error: str | None = None
+    session: Session,
+    trial_id: int,
+    attempt: int,
+    status: str,
+    error: str | None = None,
+    plot_pending: bool = False,
 ) -> bool:
     """End a running attempt in `status`; False if the trial was not this attempt's."""
 
@@ -240,13 +245,45 @@ def finish_trial(
         done = s.execute(
             update(Trial)
             .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.status == RUNNING)
-            .values(status=status, finished_at=now, heartbeat_at=now, error=error)
+            .values(
+                status=status,
+                finished_at=now,
+                heartbeat_at=now,
+                error=error,
+                plot_pending=plot_pending,
+            )
         ).rowcount
         search_id = s.execute(select(Trial.search_id).where(Trial.id == trial_id)).scalar_one()
         _settle_search(s, search_id)
         return bool(done)
 
     return retry_transaction(session, work)
+
+
+def take_pending_plots(session: Session, limit: int) -> list[int]:
+    """Claim up to `limit` trials whose plot was left for later (one runner draws each)."""
+    ids = (
+        session.execute(
+            select(Trial.id).where(Trial.plot_pending.is_(True)).order_by(Trial.id).limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+    session.rollback()
+    taken = []
+    for trial_id in ids:
+        if retry_transaction(
+            session,
+            lambda s, t=trial_id: (
+                s.execute(
+                    update(Trial)
+                    .where(Trial.id == t, Trial.plot_pending.is_(True))
+                    .values(plot_pending=False)
+                ).rowcount
+            ),
+        ):
+            taken.append(trial_id)
+    return taken
 
 
 def record_crash(

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
-from lrsearch.models import CANCELLED, COMPLETED, DIVERGED
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
 from lrsearch.search import plots
 from lrsearch.search.store import begin_attempt, finish_trial, write_epoch
 from lrsearch.training import EpochMetrics, load_dataset, train
@@ -106,15 +106,28 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             seed=trial.seed,
             on_epoch=on_epoch,
         )
-        if history and sum(e["seconds"] for e in history) >= plots.INLINE_AFTER_SECONDS:
+        inline_plot = sum(e["seconds"] for e in history) >= plots.INLINE_AFTER_SECONDS
+        if history and inline_plot:
             plot = folder / artifacts.PLOT_NAME
             title = plots.plot_title(trial, search)
             _writing(plot, lambda: artifacts.draw_plot(plot, title, history))
         if stop_reason == ["lost"]:
             return "lost"
-        status = {"completed": COMPLETED, "diverged": DIVERGED}.get(result.status, CANCELLED)
-        finish_trial(session, trial_id, attempt, status, result.message or None)
+        finished = result.status == "completed" or len(history) == search.epochs
+        status = DIVERGED if result.status == "diverged" else COMPLETED if finished else CANCELLED
+        pending = bool(history) and not inline_plot
+        finish_trial(session, trial_id, attempt, status, result.message or None, pending)
     return status
+
+
+def draw_plots(trial_ids: list[int], database_url: str, data_dir: str) -> int:
+    """Draw the plots that short trials left for later; return how many are there now."""
+    ready = 0
+    with Session(worker_engine(database_url)) as session:
+        for trial_id in trial_ids:
+            trial = session.get(Trial, trial_id)
+            ready += bool(trial and plots.ensure_plot(session, trial, data_dir))
+    return ready
 
 
 def _writing(path: Path, write):

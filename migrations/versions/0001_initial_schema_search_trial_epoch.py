@@ -69,12 +69,14 @@ def upgrade():
     sa.Column('final_val_loss', sa.Float(), nullable=True),
     sa.Column('final_val_acc', sa.Float(), nullable=True),
     sa.Column('seconds', sa.Float(), nullable=False),
+    sa.Column('plot_pending', sa.Boolean(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['search_id'], ['search.id'], name=op.f('fk_trial_search_id_search'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_trial')),
     sa.UniqueConstraint('search_id', 'index', name=op.f('uq_trial_search_id'))
     )
     with op.batch_alter_table('trial', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_trial_plot_pending'), ['plot_pending'], unique=False)
         batch_op.create_index(batch_op.f('ix_trial_search_id'), ['search_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_trial_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_trial_updated_at'), ['updated_at'], unique=False)
@@ -110,6 +112,7 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_trial_updated_at'))
         batch_op.drop_index(batch_op.f('ix_trial_status'))
         batch_op.drop_index(batch_op.f('ix_trial_search_id'))
+        batch_op.drop_index(batch_op.f('ix_trial_plot_pending'))
 
     op.drop_table('trial')
     with op.batch_alter_table('search', schema=None) as batch_op:
