@@ -1,0 +1,226 @@
+"""The dashboard at scale: JSON, polls, archives and page drawing at 200-5,000 trials.
+
+Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser]
+
+Fills a fresh database with finished searches of N trials x 30 epochs (with log folders:
+log.txt and a plot in each), then measures, per size: the search JSON the page loads
+(/api/searches/<id>, cold = first request of a new process, and warm), the columnar epochs
+JSON (/epochs?after=0), an incremental poll with nothing new, the archive download, and
+the time until the search page has drawn its charts in headless Chromium.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine
+
+from lrsearch import artifacts
+
+EPOCHS = 30
+ROOT = Path(__file__).resolve().parent.parent
+
+FILL = r"""
+import math, sys, time
+sys.path.insert(0, {root!r})
+from lrsearch import create_app, artifacts
+from lrsearch.extensions import db
+from lrsearch.models import Epoch, Search, Trial, utcnow
+from lrsearch.search.sampler import sample_learning_rates, trial_seed
+from flask_migrate import upgrade
+app = create_app({{"DATA_DIR": {data_dir!r}, "SECRET_KEY": "bench", "MAX_TRIALS": 100000}})
+with app.app_context():
+    upgrade(directory=app.config["MIGRATIONS_DIR"])
+    for n in {sizes!r}:
+        search = Search(name=f"{{n}} trials", dataset="digits", lr_min=1e-5, lr_max=1e-1,
+                        sampler="random", n_trials=n, epochs={epochs}, batch_size=64,
+                        beta1=0.9, beta2=0.999, workers=2, seed=0, status="completed",
+                        started_at=utcnow(), finished_at=utcnow())
+        search.layers = [64, 128, 10]
+        db.session.add(search)
+        db.session.commit()
+        rates = sample_learning_rates(1e-5, 1e-1, n, seed=n)
+        trials = [dict(search_id=search.id, index=i, lr=lr, seed=trial_seed(0, i),
+                       status="completed" if i % 50 else "diverged", attempt=1,
+                       epochs_done={epochs}, updated_at=utcnow(), created_at=utcnow(),
+                       crashes=0, interruptions=0, seconds=0.3, plot_pending=False)
+                  for i, lr in enumerate(rates)]
+        db.session.execute(Trial.__table__.insert(), trials)
+        ids = db.session.execute(db.select(Trial.id, Trial.lr, Trial.index)
+                                 .where(Trial.search_id == search.id)).all()
+        rows, summaries = [], []
+        for tid, lr, index in ids:
+            skill = 1 - math.exp(-lr * 3000)
+            history = []
+            for e in range(1, {epochs} + 1):
+                s = skill * (1 - math.exp(-e / 5))
+                row = dict(trial_id=tid, attempt=1, epoch=e, loss=2.3 * (1 - s) + 0.05,
+                           acc_train=0.1 + 0.89 * s, val_loss=2.3 * (1 - s) + 0.1,
+                           acc_val=0.1 + 0.85 * s, seconds=0.01, created_at=utcnow())
+                rows.append(row)
+                history.append(row)
+            last = history[-1]
+            summaries.append(dict(id=tid, best_val_acc=last["acc_val"], best_epoch={epochs},
+                                  min_val_loss=last["val_loss"], final_loss=last["loss"],
+                                  final_acc_train=last["acc_train"],
+                                  final_val_loss=last["val_loss"], final_val_acc=last["acc_val"]))
+            folder = artifacts.trial_folder({data_dir!r}, search.id, index, lr)
+            folder.mkdir(parents=True)
+            (folder / "log.txt").write_text("".join(
+                artifacts.log_line(r["epoch"], {epochs}, r["loss"], r["acc_train"],
+                                   r["val_loss"], r["acc_val"]) + "\n" for r in history))
+            (folder / artifacts.PLOT_NAME).write_bytes(open({plot!r}, "rb").read())
+        db.session.execute(Epoch.__table__.insert(), rows)
+        db.session.execute(db.update(Trial), summaries)
+        db.session.commit()
+        print(search.id, n, flush=True)
+"""
+
+TIMINGS = r"""
+import sys, time, json
+sys.path.insert(0, {root!r})
+from lrsearch import create_app
+app = create_app({{"DATA_DIR": {data_dir!r}, "SECRET_KEY": "bench"}})
+client = app.test_client()
+sid = {sid}
+def timed(url, stream=False):
+    started = time.perf_counter()
+    response = client.get(url)
+    size = len(response.get_data()) if not stream else sum(len(c) for c in response.response)
+    assert response.status_code == 200, (url, response.status_code)
+    return time.perf_counter() - started, size, response
+cold, size, r = timed(f"/api/searches/{{sid}}")
+warm, _, r = timed(f"/api/searches/{{sid}}")
+server_time = r.get_json()["server_time"]
+epochs, epochs_size, r = timed(f"/api/searches/{{sid}}/epochs?after=0")
+last = r.get_json()["last_id"]
+polls = [timed(f"/api/searches/{{sid}}/poll?after={{last}}&since={{server_time}}")[0]
+         for _ in range(20)]
+polls.sort()
+archive, archive_size, _ = timed(f"/searches/{{sid}}/archive.zip", stream=True)
+print(json.dumps(dict(cold=cold, warm=warm, size=size, epochs=epochs, epochs_size=epochs_size,
+                      poll=polls[10], archive=archive, archive_size=archive_size)))
+"""
+
+
+def sample_plot(folder: Path) -> Path:
+    """One real plot, copied into every trial folder."""
+    path = folder / "sample.png"
+    artifacts.draw_plot(
+        path,
+        "lr=0.001",
+        [
+            {
+                "epoch": e,
+                "loss": 1 / e,
+                "val_loss": 1.1 / e,
+                "acc_train": 1 - 1 / e,
+                "acc_val": 1 - 1.2 / e,
+            }
+            for e in range(1, EPOCHS + 1)
+        ],
+    )
+    return path
+
+
+def page_drawn_seconds(base: str, search_id: int, trials: int) -> float:
+    """Seconds from navigation until the accuracy chart and the ranking are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=[
+                "--no-sandbox",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/")  # warm the connection and the static files' cache
+        started = time.perf_counter()
+        page.goto(f"{base}/searches/{search_id}")
+        page.wait_for_function(
+            """n => { const c = document.getElementById('chart-acc');
+                      return c && c.data && c.data.length > 0 && c._fullLayout &&
+                        document.querySelectorAll('#ranking tbody tr').length >= Math.min(n, 1); }""",
+            arg=trials,
+            timeout=600_000,
+        )
+        page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
+        elapsed = time.perf_counter() - started
+        browser.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+    print(f"# dashboard on {machine()}; {EPOCHS} epochs per trial")
+    with tempfile.TemporaryDirectory(prefix="lrsearch-dash-") as data_dir:
+        plot = sample_plot(Path(data_dir))
+        started = time.perf_counter()
+        filled = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                FILL.format(
+                    root=str(ROOT),
+                    data_dir=data_dir,
+                    sizes=args.sizes,
+                    epochs=EPOCHS,
+                    plot=str(plot),
+                ),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        ids = dict(zip(map(int, filled[1::2]), map(int, filled[0::2]), strict=True))
+        print(f"filled {sum(args.sizes)} trials in {time.perf_counter() - started:.1f} s")
+        print(
+            f"{'trials':>6} {'JSON cold s':>11} {'warm s':>7} {'KiB':>6} {'epochs s':>8} "
+            f"{'KiB':>7} {'poll ms':>7} {'archive s':>9} {'MiB':>5} {'page drawn s':>12}"
+        )
+        results = {}
+        for n in args.sizes:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-c",
+                    TIMINGS.format(root=str(ROOT), data_dir=data_dir, sid=ids[n]),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            results[n] = __import__("json").loads(out)
+        drawn = {n: math.nan for n in args.sizes}
+        if not args.no_browser and shutil.which("chromium"):
+            from serve import server
+
+            with server(data_dir, web_workers=2, workers=1) as (host, port, _):
+                for n in args.sizes:
+                    drawn[n] = page_drawn_seconds(f"http://{host}:{port}", ids[n], n)
+        for n in args.sizes:
+            r = results[n]
+            print(
+                f"{n:>6} {r['cold']:>11.3f} {r['warm']:>7.3f} {r['size'] / 1024:>6.0f} "
+                f"{r['epochs']:>8.3f} {r['epochs_size'] / 1024:>7.0f} {r['poll'] * 1000:>7.1f} "
+                f"{r['archive']:>9.2f} {r['archive_size'] / 2**20:>5.1f} {drawn[n]:>12.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
