@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import uuid
 from collections import Counter
 
@@ -115,3 +116,13 @@ def test_postgresql_claims_and_two_runners(postgres_url, app_config):
         assert len(rows) == len(set(rows)) == 6 * 4
         db.session.remove()
         db.engine.dispose()
+
+
+def test_an_idle_runner_sleeps_between_polls(app):
+    """With nothing queued the loop polls every poll_seconds; it never spins."""
+    from unittest import mock
+
+    with mock.patch.object(store, "claim_trials", wraps=store.claim_trials) as claims:
+        with RunnerThread(app, workers=1):
+            time.sleep(1.0)
+    assert 2 <= claims.call_count <= 1.0 / 0.2 + 2

@@ -146,12 +146,7 @@ class Runner:
                 self.claim()
                 if until_done and not self.futures and self.search_finished():
                     break
-                finished, _ = wait(
-                    [*self.futures, *self.chores],
-                    timeout=self.settings.poll_seconds,
-                    return_when=FIRST_COMPLETED,
-                )
-                for future in finished:
+                for future in self.wait_for_work():
                     self.reap(future)
                 if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                     store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
@@ -161,6 +156,15 @@ class Runner:
                     on_tick()
         finally:
             self.close()
+
+    def wait_for_work(self) -> set[Future]:
+        """Sleep until a future finishes or a poll interval passes (no busy loop when idle)."""
+        pending = [*self.futures, *self.chores]
+        if not pending:
+            self.stopping.wait(self.settings.poll_seconds)
+            return set()
+        done, _ = wait(pending, timeout=self.settings.poll_seconds, return_when=FIRST_COMPLETED)
+        return done
 
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler or another thread)."""
