@@ -151,8 +151,8 @@ def page_drawn_seconds(base: str, search_id: int, trials: int) -> float:
         page.goto(f"{base}/searches/{search_id}")
         page.wait_for_function(
             """n => { const c = document.getElementById('chart-acc');
-                      return c && c.data && c.data.length > 0 && c._fullLayout &&
-                        document.querySelectorAll('#ranking tbody tr').length >= Math.min(n, 1); }""",
+                      const rows = document.querySelectorAll('#ranking tbody tr').length;
+                      return c && c.data && c.data.length > 0 && c._fullLayout && rows >= 1; }""",
             arg=trials,
             timeout=600_000,
         )

@@ -140,7 +140,8 @@ def test_a_stopped_runner_stops_its_workers_and_requeues_their_trials(app):
     workers = children_of(runner.pid)
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=20) == 0
-    assert workers and not any(pid_alive(p) for p in workers)
+    assert workers
+    wait_for(lambda: not any(pid_alive(p) for p in workers), 5, "its processes to end")
     assert [t.status for t in trials(search.id)] == [QUEUED, QUEUED]
 
 

@@ -1,0 +1,168 @@
+"""The JSON API: start, list, watch and cancel searches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Blueprint, current_app, request, url_for
+from sqlalchemy import func, select
+
+from lrsearch import artifacts
+from lrsearch.extensions import db
+from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
+from lrsearch.search import ranking, store
+from lrsearch.search.spec import SpecError, parse_spec
+from lrsearch.web import downloads, serialize
+from lrsearch.web.errors import ApiError
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def json_body() -> dict:
+    """The request's JSON object; only application/json, so no cross-site form can post."""
+    if not request.is_json:
+        raise ApiError(415, "send the settings as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def start_search(raw: dict) -> Search:
+    """Check settings and caps, then store the search (nothing is written on failure)."""
+    spec = parse_spec(raw, current_app.config)
+    active = db.session.execute(
+        select(func.count()).select_from(Search).where(Search.status.in_((QUEUED, RUNNING)))
+    ).scalar_one()
+    if active >= current_app.config["MAX_ACTIVE_SEARCHES"]:
+        raise ApiError(
+            429,
+            f"{active} searches are already queued or running; "
+            f"the cap is {current_app.config['MAX_ACTIVE_SEARCHES']}",
+        )
+    return store.create_search(db.session, spec)
+
+
+@bp.post("/searches")
+def create_search() -> tuple[dict, int, dict]:
+    """Start a search; 201 with its id and URLs, or 400 with an error per field."""
+    try:
+        search = start_search(json_body())
+    except SpecError as exc:
+        raise ApiError(400, "invalid settings", errors=exc.errors) from None
+    summary = serialize.search_summary(search)
+    return {"id": search.id, **summary}, 201, {"Location": summary["api_url"]}
+
+
+@bp.get("/searches")
+def list_searches() -> dict:
+    """Every search, newest first."""
+    searches = db.session.execute(select(Search).order_by(Search.id.desc())).scalars()
+    return {"searches": [serialize.search_summary(s) for s in searches]}
+
+
+@bp.get("/searches/<int:search_id>")
+def search_detail(search_id: int) -> dict:
+    """Progress, trials and ranking of one search."""
+    return serialize.search_detail(get_search(search_id))
+
+
+@bp.get("/searches/<int:search_id>/epochs")
+def search_epochs(search_id: int) -> dict:
+    """Epochs of the current attempts with an id above `after`, column by column."""
+    get_search(search_id)
+    return serialize.epochs_after(search_id, int_arg("after", 0))
+
+
+@bp.get("/searches/<int:search_id>/poll")
+def search_poll(search_id: int) -> dict:
+    """What changed since the page's last poll: new epochs and changed trials only."""
+    search = get_search(search_id)
+    since = time_arg("since")
+    trials = search.trials
+    best, healthy = ranking.best_trial(trials), ranking.healthiest_trial(trials)
+    return {
+        "search": serialize.search_summary(search, trials),
+        "best_trial_id": best.id if best else None,
+        "healthiest_trial_id": healthy.id if healthy else None,
+        "trials": serialize.trials_changed(search_id, serialize.poll_window(since)),
+        "eta_seconds": serialize.eta_seconds(search, trials),
+        "server_time": serialize.when(serialize.utcnow()),
+        **serialize.epochs_after(search_id, int_arg("after", 0)),
+    }
+
+
+@bp.post("/searches/<int:search_id>/cancel")
+def cancel_search(search_id: int) -> dict:
+    """Cancel a search: queued trials at once, running ones at their next epoch."""
+    json_body()
+    get_search(search_id)
+    store.cancel_search(db.session, search_id)
+    db.session.expire_all()
+    return serialize.search_summary(get_search(search_id))
+
+
+@bp.get("/trials/<int:trial_id>")
+def trial_detail(trial_id: int) -> dict:
+    """One trial with the epochs of every attempt."""
+    trial = db.session.get(Trial, trial_id)
+    if trial is None:
+        raise ApiError(404, f"no trial {trial_id}")
+    epochs = db.session.execute(
+        select(Epoch).where(Epoch.trial_id == trial_id).order_by(Epoch.attempt, Epoch.epoch)
+    ).scalars()
+    rows = [
+        {
+            f: serialize.number(getattr(e, f))
+            if f not in ("id", "trial_id", "epoch")
+            else getattr(e, f)
+            for f in serialize.EPOCH_FIELDS
+        }
+        | {"attempt": e.attempt}
+        for e in epochs
+    ]
+    return {
+        **serialize.trial_row(trial),
+        "epochs": rows,
+        "archive_url": url_for("files.trial_archive", trial_id=trial_id),
+        "log_url": url_for("files.trial_log", trial_id=trial_id),
+        "plot_url": url_for("files.trial_plot", trial_id=trial_id),
+        # So a page asks for the log and plot only once they exist (no 404 in its console).
+        "has_log": (downloads.trial_path(trial) / artifacts.LOG_NAME).is_file(),
+        "has_plot": downloads.plot_ready(trial),
+    }
+
+
+def get_search(search_id: int) -> Search:
+    """The search, or a 404 in JSON."""
+    search = db.session.get(Search, search_id)
+    if search is None:
+        raise ApiError(404, f"no search {search_id}")
+    return search
+
+
+def int_arg(name: str, default: int) -> int:
+    """A non-negative integer query argument, or a 400 naming it."""
+    value = request.args.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ApiError(
+            400, f"{name} must be a whole number", errors={name: "not a number"}
+        ) from None
+    if number < 0 or number > 2**62:
+        raise ApiError(400, f"{name} is out of range", errors={name: "out of range"})
+    return number
+
+
+def time_arg(name: str) -> datetime | None:
+    """An ISO 8601 time query argument (as the API writes them), or a 400 naming it."""
+    value = request.args.get(name)
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.removesuffix("Z")).replace(tzinfo=None)
+    except ValueError:
+        raise ApiError(
+            400, f"{name} must be an ISO 8601 time", errors={name: "not a time"}
+        ) from None

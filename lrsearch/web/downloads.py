@@ -1,0 +1,130 @@
+"""Downloads: zip archives of a search or a trial, a trial's log and plot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from flask import Blueprint, Response, abort, current_app, send_file, stream_with_context
+from sqlalchemy import select
+
+from lrsearch import artifacts
+from lrsearch.extensions import db
+from lrsearch.models import TRIAL_FINAL, Epoch, Search, Trial
+from lrsearch.search import plots
+from lrsearch.web import serialize
+
+bp = Blueprint("files", __name__)
+CSV_HEADER = (
+    "trial_index",
+    "lr",
+    "attempt",
+    "epoch",
+    "loss",
+    "acc_train",
+    "val_loss",
+    "acc_val",
+    "seconds",
+)
+
+
+def trial_path(trial: Trial) -> Path:
+    """The trial's folder, built from stored ids and numbers only: no user string."""
+    return artifacts.trial_folder(
+        current_app.config["DATA_DIR"], trial.search_id, trial.index, trial.lr
+    )
+
+
+def zip_response(entries: Iterator[tuple[str, Path | bytes]], filename: str) -> Response:
+    """A streamed zip download."""
+    return Response(
+        stream_with_context(artifacts.stream_zip(entries)),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@bp.get("/searches/<int:search_id>/archive.zip")
+def search_archive(search_id: int) -> Response:
+    """Every trial's folder, epochs.csv and search.json, streamed."""
+    search = db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    detail = serialize.search_detail(search)
+    prefix = artifacts.search_folder_name(search_id)
+
+    def entries() -> Iterator[tuple[str, Path | bytes]]:
+        yield f"{prefix}/search.json", artifacts.json_bytes(detail)
+        rows = _epoch_rows(Trial.search_id == search_id)
+        yield f"{prefix}/epochs.csv", artifacts.epochs_csv(rows, CSV_HEADER)
+        # The view's session is gone once streaming starts: load the trials anew.
+        trials = db.session.execute(
+            select(Trial).where(Trial.search_id == search_id).order_by(Trial.index)
+        ).scalars()
+        for trial in trials.all():
+            yield from _trial_entries(trial, prefix + "/")
+
+    return zip_response(entries(), f"{prefix}.zip")
+
+
+@bp.get("/trials/<int:trial_id>/archive.zip")
+def trial_archive(trial_id: int) -> Response:
+    """One trial's folder (log.txt, plot) and its epochs as CSV."""
+    trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    name = trial_path(trial).name
+    rows = _epoch_rows(Trial.id == trial_id)
+    csv = (f"{name}/epochs.csv", artifacts.epochs_csv(rows, CSV_HEADER))
+    return zip_response(iter([csv, *_trial_entries(trial, "")]), f"{name}.zip")
+
+
+def _trial_entries(trial: Trial, prefix: str) -> Iterator[tuple[str, Path]]:
+    """A trial folder's files, its plot drawn first if it was left for later."""
+    plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    folder = trial_path(trial)
+    return artifacts.trial_files(folder, prefix + folder.name)
+
+
+def _epoch_rows(where) -> Iterator[tuple]:
+    """Epoch rows for CSV, of every attempt, streamed from the database."""
+    return db.session.execute(
+        select(
+            Trial.index,
+            Trial.lr,
+            Epoch.attempt,
+            Epoch.epoch,
+            Epoch.loss,
+            Epoch.acc_train,
+            Epoch.val_loss,
+            Epoch.acc_val,
+            Epoch.seconds,
+        )
+        .join(Trial)
+        .where(where)
+        .order_by(Trial.index, Epoch.attempt, Epoch.epoch)
+        .execution_options(yield_per=5000)
+    )
+
+
+@bp.get("/trials/<int:trial_id>/log.txt")
+def trial_log(trial_id: int) -> Response:
+    """The trial's log.txt, as text."""
+    trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    path = trial_path(trial) / artifacts.LOG_NAME
+    if not path.is_file():
+        abort(404, description=f"trial {trial_id} has no log yet")
+    return send_file(path, mimetype="text/plain", max_age=0)
+
+
+def plot_ready(trial: Trial) -> bool:
+    """Whether plot.png answers now: drawn already, or drawable from an ended trial's epochs."""
+    if (trial_path(trial) / artifacts.PLOT_NAME).is_file():
+        return True
+    return trial.status in TRIAL_FINAL and trial.epochs_done > 0
+
+
+@bp.get("/trials/<int:trial_id>/plot.png")
+def trial_plot(trial_id: int) -> Response:
+    """The trial's matplotlib plot, drawn now if it was left for later."""
+    trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    path = plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    if path is None:
+        abort(404, description=f"trial {trial_id} has no plot until it ends")
+    return send_file(path, mimetype="image/png", max_age=0)

@@ -1,0 +1,172 @@
+"""The dashboard's pages: searches, the new-search form, a search, a trial; plotly.js."""
+
+from __future__ import annotations
+
+import logging
+import re
+from functools import cache
+from pathlib import Path
+
+import plotly
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+from werkzeug.wrappers import Response as BaseResponse
+
+from lrsearch import artifacts
+from lrsearch.extensions import db
+from lrsearch.models import SEARCH_FINAL, Search, Trial
+from lrsearch.search import store
+from lrsearch.search.sampler import format_lr
+from lrsearch.search.spec import SpecError
+from lrsearch.training import DATASETS
+from lrsearch.web import api, downloads, serialize
+from lrsearch.web.errors import ApiError
+from lrsearch.web.forms import CancelForm, SearchForm
+
+log = logging.getLogger(__name__)
+bp = Blueprint("pages", __name__)
+PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+CHART_PAGES_MAX_AGE = 24 * 3600
+
+
+@bp.get("/")
+def index() -> str:
+    """Every search, newest first; live while any is active."""
+    searches = db.session.execute(db.select(Search).order_by(Search.id.desc())).scalars()
+    return render_template("index.html", searches=[serialize.search_summary(s) for s in searches])
+
+
+@bp.route("/searches/new", methods=["GET", "POST"])
+def new_search() -> str | BaseResponse | tuple[str, int]:
+    """The form that starts a search; on success, the new search's page."""
+    if request.method == "GET":
+        return render_new(SearchForm.with_defaults())
+    form = SearchForm()
+    if not form.validate_on_submit():
+        problems = " ".join(message for field in form for message in field.errors)
+        form.form_errors.append(f"{problems} Reload the page and submit again.".strip())
+        return render_new(form), 400
+    try:
+        search = api.start_search(form.settings())
+    except SpecError as exc:
+        form.show_errors(exc.errors)
+        return render_new(form), 400
+    except ApiError as exc:  # too many active searches
+        form.form_errors.append(exc.reason)
+        return render_new(form), exc.status
+    return redirect(url_for("pages.search", search_id=search.id), 303)
+
+
+def render_new(form: SearchForm) -> str:
+    """The new-search page."""
+    return render_template("new.html", form=form, datasets=DATASETS)
+
+
+@bp.get("/searches/<int:search_id>")
+def search(search_id: int) -> str:
+    """One search: live curves, ranking, progress and cancel."""
+    found = db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    summary = serialize.search_summary(found)
+    return render_template(
+        "search.html",
+        search=summary,
+        cancel_form=CancelForm(),
+        finished=found.status in SEARCH_FINAL,
+        **chart_assets(),
+    )
+
+
+@bp.post("/searches/<int:search_id>/cancel")
+def cancel_search(search_id: int) -> BaseResponse:
+    """Cancel a search from its page's button, then show the page again."""
+    db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    if not CancelForm().validate_on_submit():
+        abort(400, description="The form expired; reload the page and cancel again.")
+    store.cancel_search(db.session, search_id)
+    return redirect(url_for("pages.search", search_id=search_id), 303)
+
+
+@bp.get("/trials/<int:trial_id>")
+def trial(trial_id: int) -> str:
+    """One trial: its four curves, log, plot and status."""
+    found = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    log_path = downloads.trial_path(found) / artifacts.LOG_NAME
+    log_text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
+    return render_template(
+        "trial.html",
+        trial=serialize.trial_row(found),
+        search=serialize.search_summary(found.search),
+        log_text=log_text,
+        has_plot=downloads.plot_ready(found),
+        **chart_assets(),
+    )
+
+
+@bp.get("/vendor/plotly.min.js")
+def plotly_js() -> Response:
+    """plotly.js from the installed plotly package: no CDN, works offline."""
+    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=CHART_PAGES_MAX_AGE)
+
+
+@bp.get("/vendor/plotly.css")
+def plotly_css() -> Response:
+    """The style rules plotly.js would inject itself, which the strict CSP forbids."""
+    response = Response(plotly_style()[0], mimetype="text/css")
+    response.cache_control.max_age = CHART_PAGES_MAX_AGE
+    return response
+
+
+def chart_assets() -> dict[str, object]:
+    """What a page with charts puts in its head (see base.html)."""
+    return {"charts": True, "plotly_style_ids": plotly_style()[1]}
+
+
+@cache
+def plotly_style() -> tuple[str, tuple[str, ...]]:
+    """plotly.js's own CSS rules, and the ids of styles it injects unless they exist.
+
+    plotly.js adds its rules to a <style> element (blocked by `style-src 'self'`) unless
+    the page links them under the id `plotly.js-style-global` with class
+    `no-inline-styles`; its map styles are skipped when an element has their id.
+    """
+    source = PLOTLY_JS.read_text(encoding="utf-8")
+    ids = tuple(dict.fromkeys(re.findall(r'getElementById\("([0-9a-f]{64})"\)', source)))
+    try:
+        start = source.index('{"X,X div"')
+        rules = source[start : source.index("};", start) + 1]
+    except ValueError:
+        log.warning("plotly.js's style rules not found in %s; charts may look plain", PLOTLY_JS)
+        return "", ids
+    css = []
+    for selector, body in re.findall(rf"({JS_STRING})\s*:\s*({JS_STRING})", rules):
+        selector = js_text(selector).replace("X", ".js-plotly-plot .plotly")
+        css.append(f"{selector.replace('Y', '.plotly-notifier')}{{{js_text(body)}}}")
+    return "\n".join(css) + "\n", ids
+
+
+JS_STRING = r""""(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'"""
+
+
+def js_text(literal: str) -> str:
+    """The text of a JavaScript string literal (simple escapes only)."""
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+@bp.app_template_filter("lr")
+def lr_filter(value: float | None) -> str:
+    """A learning rate, three significant digits."""
+    return "–" if value is None else format_lr(value)
+
+
+@bp.app_template_filter("fixed")
+def fixed_filter(value: float | None, digits: int = 4) -> str:
+    """A number with a fixed number of decimals, or a dash."""
+    return "–" if value is None else f"{value:.{digits}f}"

@@ -1,0 +1,301 @@
+// Search page: live curves, scatter plots, ranking, progress and cancel, by polling.
+"use strict";
+
+(() => {
+  const L = window.lrsearch;
+  const root = document.getElementById("search-page");
+  const $ = (id) => document.getElementById(id);
+  const METRICS = ["epoch", "loss", "acc_train", "val_loss", "acc_val"];
+  const HEALTHY_WITHIN = "5 points";
+
+  const state = {
+    search: JSON.parse(root.dataset.search),
+    trials: new Map(), // id -> trial row, as the API gives it
+    curves: new Map(), // id -> {attempt, epoch: [], loss: [], ...} of the current attempt
+    lastId: 0,
+    since: null,
+    bestId: null,
+    healthyId: null,
+    eta: null,
+    sort: { key: "best_val_acc", descending: true },
+    showTrain: false,
+    topK: 0,
+    revision: 0,
+  };
+
+  // ---- data -------------------------------------------------------------------------
+
+  function curveOf(trialId, attempt) {
+    let curve = state.curves.get(trialId);
+    if (!curve || attempt > curve.attempt) {
+      curve = { attempt };
+      for (const m of METRICS) curve[m] = [];
+      state.curves.set(trialId, curve);
+    }
+    return curve;
+  }
+
+  function updateTrial(row) {
+    state.trials.set(row.id, row);
+    curveOf(row.id, row.attempt); // a new attempt restarted from scratch: drop its old points
+  }
+
+  /** Append columnar epochs ({id: [], trial_id: [], ...}) to the trials' curves. */
+  function addEpochs(columns) {
+    const n = columns.id.length;
+    for (let i = 0; i < n; i += 1) {
+      const curve = curveOf(columns.trial_id[i], columns.attempt[i]);
+      if (columns.attempt[i] < curve.attempt) continue;
+      const epoch = columns.epoch[i];
+      const last = curve.epoch.length ? curve.epoch[curve.epoch.length - 1] : 0;
+      if (epoch <= last) continue; // already have it
+      for (const m of METRICS) curve[m].push(columns[m][i]);
+    }
+    return n > 0;
+  }
+
+  function applyRanking(data) {
+    state.bestId = data.best_trial_id;
+    state.healthyId = data.healthiest_trial_id;
+    state.eta = data.eta_seconds;
+    state.search = data.search;
+    state.since = data.server_time;
+  }
+
+  async function loadEpochs() {
+    for (;;) {
+      const data = await L.fetchJSON(`${root.dataset.epochsUrl}?after=${state.lastId}`);
+      addEpochs(data.epochs);
+      state.lastId = data.last_id;
+      if (data.complete) return;
+    }
+  }
+
+  async function load() {
+    const detail = await L.fetchJSON(root.dataset.detailUrl);
+    applyRanking(detail);
+    detail.trials.forEach(updateTrial);
+    await loadEpochs();
+    if (state.topK === 0 && state.trials.size > 20) setTopK(10);
+    renderAll();
+    return L.SEARCH_FINAL.has(state.search.status) ? null : 1000;
+  }
+
+  async function pollOnce() {
+    const since = state.since ? `&since=${encodeURIComponent(state.since)}` : "";
+    const data = await L.fetchJSON(`${root.dataset.pollUrl}?after=${state.lastId}${since}`);
+    applyRanking(data);
+    data.trials.forEach(updateTrial);
+    const grew = addEpochs(data.epochs);
+    state.lastId = data.last_id;
+    renderSummary();
+    if (grew || data.trials.length) {
+      renderCharts();
+      renderTable();
+    }
+    if (!data.complete) return 0;
+    return L.SEARCH_FINAL.has(state.search.status) ? null : 1000;
+  }
+
+  // ---- ordering -----------------------------------------------------------------------
+
+  const SORTS = {
+    lr: { value: (t) => t.lr, descending: false },
+    best_val_acc: { value: (t) => t.best_val_acc, descending: true },
+    final_val_acc: { value: (t) => t.final_val_acc, descending: true },
+    min_val_loss: { value: (t) => t.min_val_loss, descending: false },
+    gap: { value: (t) => (t.gap === null ? null : Math.abs(t.gap)), descending: false },
+  };
+
+  // As the server's ranking: trials that failed, diverged or were cut short come last.
+  const sound = (t) => (["completed", "running"].includes(t.status) ? 0 : 1);
+
+  function sortedTrials() {
+    const { value } = SORTS[state.sort.key];
+    const sign = state.sort.descending ? -1 : 1;
+    return [...state.trials.values()].sort((a, b) => {
+      if (sound(a) !== sound(b)) return sound(a) - sound(b);
+      const [x, y] = [value(a), value(b)];
+      if (x === null || x === undefined) return y === null || y === undefined ? a.index - b.index : 1;
+      if (y === null || y === undefined) return -1;
+      return x === y ? a.index - b.index : sign * (x - y);
+    });
+  }
+
+  /** Ids of the trials drawn: all, or the top K by best validation accuracy. */
+  function shownIds() {
+    const trials = [...state.trials.values()];
+    if (!state.topK || state.topK >= trials.length) return new Set(trials.map((t) => t.id));
+    const ranked = trials
+      .filter((t) => t.best_val_acc !== null)
+      .sort((a, b) => b.best_val_acc - a.best_val_acc || a.lr - b.lr);
+    return new Set(ranked.slice(0, state.topK).map((t) => t.id));
+  }
+
+  // ---- summary ------------------------------------------------------------------------
+
+  function renderSummary() {
+    const s = state.search;
+    const final = L.SEARCH_FINAL.has(s.status);
+    L.setStatus($("search-status"), s.status);
+    const progress = $("progress");
+    progress.max = Math.max(s.epochs_planned, 1);
+    progress.value = s.status === "completed" ? s.epochs_planned : s.epochs_done;
+    progress.classList.toggle("done", s.status === "completed");
+    const share = s.status === "completed" ? 1 : s.progress;
+    $("progress-percent").textContent = `${Math.floor(share * 100)}%`;
+    $("progress-note").textContent = `${s.epochs_done} / ${s.epochs_planned} epochs`;
+    $("eta").textContent = etaText(s, final);
+    $("counts").textContent = Object.entries(s.counts)
+      .map(([status, n]) => `${n} ${status}`)
+      .join(" · ");
+    $("cancel-form").hidden = final;
+    const button = $("cancel-button");
+    button.disabled = s.cancel_requested;
+    button.textContent = s.cancel_requested ? "Cancelling…" : "Cancel search";
+    renderAnswers();
+  }
+
+  function etaText(s, final) {
+    if (final && s.started_at && s.finished_at) {
+      const took = (new Date(s.finished_at) - new Date(s.started_at)) / 1000;
+      return `${s.status} in ${L.duration(took)}`;
+    }
+    if (s.status === "queued") return "waiting for a free worker";
+    return state.eta === null ? "estimating time left…" : `about ${L.duration(state.eta)} left`;
+  }
+
+  function trialLink(trial, text) {
+    return L.el("a", { href: trial.url }, text);
+  }
+
+  function renderAnswers() {
+    const best = state.trials.get(state.bestId);
+    const healthy = state.trials.get(state.healthyId);
+    const soFar = L.SEARCH_FINAL.has(state.search.status) ? "" : " so far";
+    $("answer-best").replaceChildren(
+      best ? trialLink(best, `lr = ${L.formatLr(best.lr)}`) : L.DASH);
+    $("answer-best-note").textContent = best
+      ? `val acc ${L.fixed(best.best_val_acc)} at epoch ${best.best_epoch}${soFar}`
+      : "no epoch finished yet";
+    $("answer-healthy").replaceChildren(
+      healthy ? trialLink(healthy, `lr = ${L.formatLr(healthy.lr)}`) : L.DASH);
+    $("answer-healthy-note").textContent = healthy
+      ? `final train ${L.fixed(healthy.final_acc_train)}, val ${L.fixed(healthy.final_val_acc)}, ` +
+        `gap ${L.signed(healthy.gap)}${soFar}`
+      : `known once trials complete (within ${HEALTHY_WITHIN} of the top)`;
+  }
+
+  // ---- ranking table -------------------------------------------------------------------
+
+  function numCell(text) {
+    return L.el("td", { className: "num" }, text);
+  }
+
+  function rankingRow(t) {
+    const tags = [];
+    if (t.id === state.bestId) tags.push(L.el("span", { className: "tag best" }, "best"));
+    if (t.id === state.healthyId) tags.push(L.el("span", { className: "tag healthy" }, "healthiest"));
+    const classes = [t.id === state.bestId && "best", t.id === state.healthyId && "healthy"];
+    const status = L.el("td", { className: "status-cell" }, L.statusBadge(t.status), ...tags);
+    if (t.error) status.title = t.error;
+    return L.el("tr", { className: classes.filter(Boolean).join(" "), dataset: { id: t.id } },
+      numCell(t.index),
+      L.el("td", { className: "num" }, trialLink(t, L.formatLr(t.lr))),
+      status,
+      numCell(`${t.epochs_done}/${state.search.epochs}`),
+      L.el("td", { className: "num" }, L.fixed(t.best_val_acc),
+        L.el("span", { className: "at-epoch" }, t.best_epoch ? `@${t.best_epoch}` : "")),
+      numCell(L.fixed(t.final_val_acc)),
+      numCell(L.fixed(t.final_acc_train)),
+      numCell(L.signed(t.gap)),
+      numCell(L.fixed(t.min_val_loss)),
+      numCell(L.fixed(t.final_val_loss)),
+      numCell(t.seconds ? `${t.seconds.toFixed(1)} s` : L.DASH),
+    );
+  }
+
+  function renderTable() {
+    $("ranking").tBodies[0].replaceChildren(...sortedTrials().map(rankingRow));
+    for (const th of document.querySelectorAll("#ranking th.sortable")) {
+      if (th.dataset.sort === state.sort.key) {
+        th.setAttribute("aria-sort", state.sort.descending ? "descending" : "ascending");
+      } else {
+        th.removeAttribute("aria-sort");
+      }
+    }
+  }
+
+  function onSortClick(event) {
+    const th = event.target.closest("th.sortable");
+    if (!th) return;
+    const key = th.dataset.sort;
+    state.sort = key === state.sort.key
+      ? { key, descending: !state.sort.descending }
+      : { key, descending: SORTS[key].descending };
+    renderTable();
+  }
+
+  // ---- charts ---------------------------------------------------------------------------
+
+  const charts = L.searchCharts(state, shownIds);
+  const { renderCurves, renderScatters, renderLegend, openTrialOnClick } = charts;
+
+  function renderCharts() {
+    renderCurves();
+    renderScatters();
+  }
+
+  function renderAll() {
+    renderSummary();
+    renderCharts();
+    renderTable();
+  }
+
+  // ---- controls ----------------------------------------------------------------------
+
+  function setTopK(k) {
+    state.topK = k;
+    $("top-k").value = String(k);
+  }
+
+  async function cancel(event) {
+    event.preventDefault();
+    if (!window.confirm("Cancel this search? Running trials stop at their next epoch.")) return;
+    $("cancel-button").disabled = true;
+    try {
+      state.search = await L.fetchJSON(root.dataset.cancelUrl, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+      });
+      renderSummary();
+    } catch (error) {
+      $("cancel-button").disabled = false;
+      $("conn-status").hidden = false;
+    }
+    poller.now();
+  }
+
+  $("ranking").tHead.addEventListener("click", onSortClick);
+  $("show-train").addEventListener("change", (event) => {
+    state.showTrain = event.target.checked;
+    renderCurves();
+  });
+  $("top-k").addEventListener("change", (event) => {
+    state.topK = Number(event.target.value);
+    renderCurves();
+  });
+  $("cancel-form").addEventListener("submit", cancel);
+  renderLegend();
+  renderCharts();
+  ["chart-acc", "chart-loss", "scatter-acc", "scatter-loss"].forEach(openTrialOnClick);
+
+  let loaded = false;
+  const poller = L.poll(async () => {
+    if (!loaded) {
+      const next = await load();
+      loaded = true;
+      return next;
+    }
+    return pollOnce();
+  }, { notice: $("conn-status") });
+})();

@@ -1,0 +1,344 @@
+"""The JSON API through the Flask test client: every endpoint, its 4xx answers included."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from sqlalchemy import func, select
+
+from lrsearch import artifacts
+from lrsearch.extensions import db
+from lrsearch.models import CANCELLED, QUEUED, RUNNING, Epoch, Search, utcnow
+from lrsearch.search import store
+from lrsearch.search.spec import SearchSpec
+from lrsearch.web import serialize
+
+GOOD = {
+    "name": "api",
+    "dataset": "digits",
+    "layers": [64, 16, 10],
+    "trials": 3,
+    "epochs": 2,
+    "lr_min": 1e-4,
+    "lr_max": 1e-2,
+    "seed": 3,
+}
+
+
+def strict_json(response) -> dict:
+    """The body parsed as strict JSON (NaN and Infinity refused)."""
+    assert response.mimetype == "application/json"
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} in JSON")
+
+    return json.loads(response.get_data(as_text=True), parse_constant=refuse)
+
+
+def count_searches() -> int:
+    return db.session.execute(select(func.count()).select_from(Search)).scalar_one()
+
+
+def queued_search(trials: int = 2, epochs: int = 2) -> Search:
+    return store.create_search(db.session, SearchSpec(trials=trials, epochs=epochs))
+
+
+# ---- POST /api/searches ---------------------------------------------------------------
+
+
+def test_start_a_search(client):
+    response = client.post("/api/searches", json=GOOD)
+    assert response.status_code == 201
+    body = strict_json(response)
+    search = db.session.get(Search, body["id"])
+    assert body["url"] == f"/searches/{search.id}"
+    assert body["api_url"] == f"/api/searches/{search.id}"
+    assert response.headers["Location"] == body["api_url"]
+    assert body["status"] == QUEUED and body["trials"] == 3 and body["layers"] == [64, 16, 10]
+    assert len(search.trials) == 3 and search.name == "api"
+
+
+def test_start_with_defaults_only(client):
+    response = client.post("/api/searches", json={})
+    assert response.status_code == 201
+    assert strict_json(response)["dataset"] == SearchSpec().dataset
+
+
+def test_bad_settings_give_an_error_per_field(client):
+    bad = {**GOOD, "lr_min": "x", "epochs": 0, "layers": [64, 10, 3], "colour": "red"}
+    response = client.post("/api/searches", json=bad)
+    assert response.status_code == 400
+    body = strict_json(response)
+    assert body["reason"] == "invalid settings"
+    assert set(body["errors"]) == {"lr_min", "epochs", "layers", "colour"}
+    assert body["errors"]["lr_min"] == "must be a number"
+    assert count_searches() == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [('{"trials": 2}', "text/plain"), ("trials=2", "application/x-www-form-urlencoded")],
+)
+def test_start_takes_json_only(client, data, content_type):
+    response = client.post("/api/searches", data=data, content_type=content_type)
+    assert response.status_code == 415
+    assert "application/json" in strict_json(response)["reason"]
+    assert count_searches() == 0
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"text"', "{not json", "null"])
+def test_start_needs_a_json_object(client, body):
+    response = client.post("/api/searches", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert "JSON object" in strict_json(response)["reason"]
+
+
+def test_start_obeys_the_cap_on_active_searches(app, client):
+    app.config["MAX_ACTIVE_SEARCHES"] = 1
+    assert client.post("/api/searches", json=GOOD).status_code == 201
+    response = client.post("/api/searches", json=GOOD)
+    assert response.status_code == 429
+    assert "cap" in strict_json(response)["reason"]
+
+
+# ---- GET /api/searches, /api/searches/<id> --------------------------------------------
+
+
+def test_list_newest_first(client, make_search):
+    first, second = make_search(trials=2, epochs=2), make_search(trials=1, epochs=3)
+    body = strict_json(client.get("/api/searches"))
+    assert [s["id"] for s in body["searches"]] == [second.id, first.id]
+    one = body["searches"][1]
+    assert one["epochs_done"] == one["epochs_planned"] == 4 and one["progress"] == 1.0
+    assert one["status"] == "completed" and one["counts"] == {"completed": 2}
+    assert one["best"]["lr"] == max(first.trials, key=lambda t: t.best_val_acc).lr
+
+
+def test_list_empty(client):
+    assert strict_json(client.get("/api/searches")) == {"searches": []}
+
+
+def test_detail_has_trials_and_both_answers(client, make_search):
+    search = make_search(trials=4, epochs=3, diverge=2)
+    body = strict_json(client.get(f"/api/searches/{search.id}"))
+    assert body["search"]["id"] == search.id
+    assert [t["index"] for t in body["trials"]] == [0, 1, 2, 3]
+    assert body["trials"][2]["status"] == "diverged"
+    best = max((t for t in search.trials if t.index != 2), key=lambda t: t.best_val_acc)
+    assert body["best_trial_id"] == best.id
+    assert body["healthiest_trial_id"] in {t.id for t in search.trials}
+    assert body["eta_seconds"] is None  # finished
+    row = body["trials"][0]
+    for key in (
+        "lr",
+        "status",
+        "attempt",
+        "epochs_done",
+        "best_val_acc",
+        "final_val_acc",
+        "min_val_loss",
+        "gap",
+        "url",
+    ):
+        assert key in row
+    assert row["url"] == f"/trials/{row['id']}"
+    assert math.isclose(row["gap"], row["final_acc_train"] - row["final_val_acc"])
+
+
+def test_infinite_values_are_null(client, make_search):
+    search = make_search(trials=1, epochs=2)
+    search.trials[0].final_val_loss = math.inf
+    db.session.commit()
+    body = strict_json(client.get(f"/api/searches/{search.id}"))
+    assert body["trials"][0]["final_val_loss"] is None
+
+
+# ---- epochs and poll ------------------------------------------------------------------
+
+
+def test_epochs_are_columns_after_an_id(client, make_search):
+    search = make_search(trials=2, epochs=3)
+    body = strict_json(client.get(f"/api/searches/{search.id}/epochs?after=0"))
+    columns = body["epochs"]
+    assert set(columns) == set(serialize.EPOCH_FIELDS)
+    assert len(columns["id"]) == 6 and columns["id"] == sorted(columns["id"])
+    assert set(columns["attempt"]) == {1} and body["complete"]
+    assert body["last_id"] == columns["id"][-1]
+    middle = columns["id"][2]
+    later = strict_json(client.get(f"/api/searches/{search.id}/epochs?after={middle}"))
+    assert later["epochs"]["id"] == columns["id"][3:]
+    empty = strict_json(client.get(f"/api/searches/{search.id}/epochs?after={body['last_id']}"))
+    assert empty["epochs"]["id"] == [] and empty["last_id"] == body["last_id"]
+
+
+def test_epochs_of_an_earlier_attempt_are_left_out(client, make_search):
+    search = make_search(trials=1, epochs=2)
+    trial = search.trials[0]
+    trial.attempt = 2
+    db.session.add(
+        Epoch(
+            trial_id=trial.id,
+            attempt=2,
+            epoch=1,
+            loss=1.0,
+            acc_train=0.5,
+            val_loss=1.0,
+            acc_val=0.5,
+            seconds=0.1,
+        )
+    )
+    db.session.commit()
+    columns = strict_json(client.get(f"/api/searches/{search.id}/epochs"))["epochs"]
+    assert columns["attempt"] == [2] and columns["epoch"] == [1]
+
+
+@pytest.mark.parametrize("after", ["abc", "-1", "1.5", str(2**70)])
+def test_epochs_after_must_be_a_whole_number(client, make_search, after):
+    search = make_search(trials=1, epochs=1)
+    response = client.get(f"/api/searches/{search.id}/epochs?after={after}")
+    assert response.status_code == 400
+    assert "after" in strict_json(response)["errors"]
+
+
+def test_poll_sends_only_what_changed(client, make_search):
+    search = make_search(trials=2, epochs=2)
+    first = strict_json(client.get(f"/api/searches/{search.id}/poll?after=0"))
+    assert len(first["epochs"]["id"]) == 4 and len(first["trials"]) == 2
+    assert first["search"]["id"] == search.id and first["best_trial_id"] is not None
+    assert "healthiest_trial_id" in first and first["eta_seconds"] is None
+    since = first["server_time"]
+    assert since.endswith("Z")
+    # Nothing changed: old rows drop out once they are older than the poll window.
+    for trial in search.trials:
+        trial.updated_at = utcnow().replace(year=2000)
+    db.session.commit()
+    quiet = strict_json(
+        client.get(f"/api/searches/{search.id}/poll?after={first['last_id']}&since={since}")
+    )
+    assert quiet["epochs"]["id"] == [] and quiet["trials"] == []
+    search.trials[1].status = RUNNING  # any change to the row bumps updated_at
+    db.session.commit()
+    changed = strict_json(
+        client.get(f"/api/searches/{search.id}/poll?after={first['last_id']}&since={since}")
+    )
+    assert [t["id"] for t in changed["trials"]] == [search.trials[1].id]
+
+
+def test_poll_since_must_be_a_time(client, make_search):
+    search = make_search(trials=1, epochs=1)
+    response = client.get(f"/api/searches/{search.id}/poll?since=yesterday")
+    assert response.status_code == 400
+    assert "since" in strict_json(response)["errors"]
+
+
+def test_eta_while_running(client, make_search):
+    search = make_search(trials=2, epochs=4)
+    search.status = RUNNING
+    search.trials[1].status, search.trials[1].epochs_done = RUNNING, 2
+    search.trials[1].seconds = 1.0
+    db.session.commit()
+    body = strict_json(client.get(f"/api/searches/{search.id}/poll"))
+    assert body["eta_seconds"] > 0
+
+
+# ---- cancel ---------------------------------------------------------------------------
+
+
+def test_cancel_a_search(client):
+    search, other = queued_search(), queued_search()
+    response = client.post(f"/api/searches/{search.id}/cancel", json={})
+    assert response.status_code == 200
+    body = strict_json(response)
+    assert body["status"] == CANCELLED and body["cancel_requested"]
+    assert body["counts"] == {"cancelled": 2}
+    db.session.expire_all()
+    assert other.status == QUEUED and not other.cancel_requested
+
+
+def test_cancel_takes_json_only(client):
+    search = queued_search()
+    response = client.post(f"/api/searches/{search.id}/cancel", data={"x": "1"})
+    assert response.status_code == 415
+    db.session.expire_all()
+    assert not search.cancel_requested
+
+
+# ---- trials ---------------------------------------------------------------------------
+
+
+def test_trial_with_epochs_of_every_attempt(app, client, make_search):
+    search = make_search(trials=1, epochs=3)
+    trial = search.trials[0]
+    trial.attempt = 2
+    db.session.add(
+        Epoch(
+            trial_id=trial.id,
+            attempt=2,
+            epoch=1,
+            loss=1.0,
+            acc_train=0.5,
+            val_loss=1.0,
+            acc_val=0.5,
+            seconds=0.1,
+        )
+    )
+    db.session.commit()
+    body = strict_json(client.get(f"/api/trials/{trial.id}"))
+    assert body["id"] == trial.id and body["attempt"] == 2
+    assert [(e["attempt"], e["epoch"]) for e in body["epochs"]] == [(1, 1), (1, 2), (1, 3), (2, 1)]
+    assert body["log_url"] == f"/trials/{trial.id}/log.txt"
+    assert body["plot_url"] == f"/trials/{trial.id}/plot.png"
+    assert body["archive_url"] == f"/trials/{trial.id}/archive.zip"
+    assert body["has_log"] is False and body["has_plot"] is True  # drawn when asked
+    folder = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
+    folder.mkdir(parents=True)
+    (folder / artifacts.LOG_NAME).write_text("")
+    assert strict_json(client.get(f"/api/trials/{trial.id}"))["has_log"] is True
+
+
+def test_queued_trial_has_no_files_yet(client):
+    trial = queued_search().trials[0]
+    body = strict_json(client.get(f"/api/trials/{trial.id}"))
+    assert body["epochs"] == [] and body["status"] == QUEUED
+    assert body["has_log"] is False and body["has_plot"] is False
+
+
+# ---- errors ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/searches/999"),
+        ("get", "/api/searches/999/epochs"),
+        ("get", "/api/searches/999/poll"),
+        ("post", "/api/searches/999/cancel"),
+        ("get", "/api/trials/999"),
+        ("get", "/api/no/such/thing"),
+    ],
+)
+def test_unknown_ids_are_404_json_not_html(client, method, url):
+    response = getattr(client, method)(
+        url, json={} if method == "post" else None, headers={"Accept": "text/html"}
+    )
+    assert response.status_code == 404
+    assert "reason" in strict_json(response)
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/searches/1/cancel"),
+        ("put", "/api/searches"),
+        ("delete", "/api/searches/1"),
+        ("post", "/api/searches/1"),
+        ("post", "/api/trials/1"),
+    ],
+)
+def test_wrong_method_is_405_json(client, make_search, method, url):
+    make_search(trials=1, epochs=1)
+    response = getattr(client, method)(url)
+    assert response.status_code == 405
+    assert "reason" in strict_json(response)
