@@ -53,7 +53,8 @@ def test_four_web_workers_one_runner_and_nothing_left_behind(tmp_path):
         wait_until(all_done, 120, "every search to complete")
         family = children_of(master.pid)
     assert master.returncode == 0
-    assert not any(pid_alive(p) for p in family)
+    left = [p for p in family if pid_alive(p)]
+    wait_until(lambda: not any(pid_alive(p) for p in family), 5, f"{cmdlines(left)} to end")
 
 
 @pytest.mark.slow

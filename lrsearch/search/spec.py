@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -11,6 +13,8 @@ from lrsearch.search.sampler import SAMPLERS
 from lrsearch.training import DatasetError, dataset_shape
 
 LR_FLOOR, LR_CEILING = 1e-8, 10.0
+MAX_SEED = 2**31 - 1  # the seed column is a 32-bit signed INTEGER on PostgreSQL
+_SIGNED_DECIMAL = re.compile(r"[+-]?\d+")
 
 
 class SpecError(ValueError):
@@ -51,7 +55,8 @@ def _integer(value: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit() and len(value) < 20:
+    # \d (like isdecimal) is what int() reads; isdigit would also pass "²", which int() refuses.
+    if isinstance(value, str) and _SIGNED_DECIMAL.fullmatch(value.strip()) and len(value) < 20:
         return int(value.strip())
     raise ValueError("must be a whole number")
 
@@ -71,13 +76,16 @@ def _number(value: Any) -> float:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be text")
+    # A lone surrogate cannot be stored as UTF-8, and PostgreSQL text refuses NUL.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value.strip()):
+        raise ValueError("must not contain control characters or unpaired surrogates")
     return value.strip()
 
 
 def _layers(value: Any) -> list[int]:
     if isinstance(value, str):
         parts = [p for p in value.replace(" ", "").split(",")]
-        if len(value) > 400 or not all(p.isdigit() for p in parts):
+        if len(value) > 400 or not all(p.isdecimal() for p in parts):
             raise ValueError("must be whole numbers separated by commas, like 64,128,10")
         return [int(p) for p in parts]
     if isinstance(value, list) and value:
@@ -86,14 +94,15 @@ def _layers(value: Any) -> list[int]:
 
 
 def _in_range(low: float, high: float) -> Callable[[float], str | None]:
-    return lambda v: None if low <= v <= high else f"must be between {low:g} and {high:g}"
+    shown = [f"{x:g}" if isinstance(x, float) else str(x) for x in (low, high)]  # not 2.1e+09
+    return lambda v: None if low <= v <= high else f"must be between {shown[0]} and {shown[1]}"
 
 
 def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[dict, dict]:
     """Convert and range-check each field on its own."""
     rules: dict[str, tuple[Callable[[Any], Any], Callable[[Any], str | None]]] = {
         "name": (_text, lambda v: None if len(v) <= 200 else "must be at most 200 characters"),
-        "dataset": (_text, lambda v: None),
+        "dataset": (_text, lambda v: None if len(v) <= 100 else "must be at most 100 characters"),
         "layers": (_layers, lambda v: None),
         "lr_min": (_number, _in_range(LR_FLOOR, LR_CEILING)),
         "lr_max": (_number, _in_range(LR_FLOOR, LR_CEILING)),
@@ -103,7 +112,7 @@ def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[di
         "beta1": (_number, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "beta2": (_number, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
         "workers": (_integer, _in_range(1, limits["MAX_WORKERS"])),
-        "seed": (_integer, _in_range(0, 2**32 - 1)),
+        "seed": (_integer, _in_range(0, MAX_SEED)),
         "sampler": (_text, lambda v: None if v in SAMPLERS else f"must be one of {SAMPLERS}"),
     }
     defaults, values, errors = SearchSpec().as_dict(), {}, {}

@@ -9,8 +9,11 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import select
 import signal
 import socket
+import threading
+import time
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
@@ -28,23 +31,45 @@ log = logging.getLogger(__name__)
 _blas_limit = None  # keeps threadpoolctl's limit alive for the life of the process
 
 
-def init_worker(parent_pid: int) -> None:
-    """Per-process set-up: one BLAS thread, and die with the parent process."""
+def init_worker(runner_pid: int) -> None:
+    """Per-process set-up: one BLAS thread, and end with the runner, however it ends."""
     global _blas_limit
-    die_with_parent(parent_pid)
+    die_with_parent()
+    threading.Thread(
+        target=_exit_with, args=(runner_pid,), name="runner-watch", daemon=True
+    ).start()
     from threadpoolctl import threadpool_limits
 
     _blas_limit = threadpool_limits(1)
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this process when its parent dies, so no worker is orphaned."""
+def die_with_parent(sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send `sig` to this process when its parent dies, so it is no orphan."""
+    parent = os.getppid()
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # not Linux: the runner's shutdown still ends us
+        ctypes.CDLL(None, use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the watch below still ends us
         return
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def _exit_with(pid: int) -> None:
+    """End this process when process `pid` ends.
+
+    A fork server's children are not the runner's: when the runner is killed they would
+    live on (the fork server waits for them), so each watches the runner itself.
+    """
+    try:
+        handle = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os._exit(1)
+    except (OSError, AttributeError):  # no pidfd (old kernel): poll
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.5)
+        os._exit(1)
+    select.select([handle], [], [])  # readable once the process has exited
+    os._exit(1)
 
 
 def warm_up() -> None:
