@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FILL = r"""
 import math, sys, time
+from datetime import timedelta
 sys.path.insert(0, {root!r})
 from lrsearch import create_app, artifacts
 from lrsearch.extensions import db
@@ -47,9 +48,10 @@ with app.app_context():
         db.session.add(search)
         db.session.commit()
         rates = sample_learning_rates(1e-5, 1e-1, n, seed=n)
+        finished = utcnow() - timedelta(hours=1)  # a search that ended an hour ago
         trials = [dict(search_id=search.id, index=i, lr=lr, seed=trial_seed(0, i),
                        status="completed" if i % 50 else "diverged", attempt=1,
-                       epochs_done={epochs}, updated_at=utcnow(), created_at=utcnow(),
+                       epochs_done={epochs}, updated_at=finished, created_at=finished,
                        crashes=0, interruptions=0, seconds=0.3, plot_pending=False)
                   for i, lr in enumerate(rates)]
         db.session.execute(Trial.__table__.insert(), trials)
@@ -70,7 +72,8 @@ with app.app_context():
             summaries.append(dict(id=tid, best_val_acc=last["acc_val"], best_epoch={epochs},
                                   min_val_loss=last["val_loss"], final_loss=last["loss"],
                                   final_acc_train=last["acc_train"],
-                                  final_val_loss=last["val_loss"], final_val_acc=last["acc_val"]))
+                                  final_val_loss=last["val_loss"], final_val_acc=last["acc_val"],
+                                  updated_at=finished))
             folder = artifacts.trial_folder({data_dir!r}, search.id, index, lr)
             folder.mkdir(parents=True)
             (folder / "log.txt").write_text("".join(

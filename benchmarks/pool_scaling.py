@@ -6,9 +6,11 @@ Usage: python benchmarks/pool_scaling.py [WORKERS ...]     (default: 1 2 4)
 Two workloads, each a real search (database, log.txt, plots, process start included):
 - mnist-shaped: synthetic:60000x784x10, layers 784-256-128-10, 2 epochs per trial,
   2 trials per worker; prints trial-epochs per second.
-- digits: the dashboard's default search on digits (8 trials x 20 epochs); prints
+- digits: one search on digits, 64-128-10, 20 epochs per trial, with 2 trials per worker
+  of the largest count (at least 8 trials), the same search at every count; prints
   searches per second.
 Speed-up is against the first worker count; efficiency is speed-up / (workers / first).
+The fork server the pools fork from is started (and its imports paid) before any timing.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ import argparse
 
 from common import bench_app, machine, run_search
 
+from lrsearch.search.runner import ProcessSlots
+from lrsearch.search.worker import warm_up as warm_up_worker
+
 MNIST_SHAPED = {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10", "epochs": 2}
-DIGITS = {"dataset": "digits", "layers": "64,128,10", "epochs": 20, "trials": 8}
+DIGITS = {"dataset": "digits", "layers": "64,128,10", "epochs": 20}
 
 
 def main() -> None:
@@ -28,6 +33,7 @@ def main() -> None:
     parser.add_argument("--skip-mnist", action="store_true")
     args = parser.parse_args()
     print(f"# pool_scaling on {machine()}")
+    warm_up()
     if not args.skip_mnist:
         print("\nmnist-shaped: synthetic:60000x784x10, 784-256-128-10, 2 epochs per trial")
         rows = []
@@ -38,14 +44,24 @@ def main() -> None:
                 assert search.status == "completed", search.status
                 rows.append((n, trials, wall, trials * MNIST_SHAPED["epochs"] / wall))
         table(rows, "trial-epochs/s")
-    print("\ndigits: 8 trials x 20 epochs, 64-128-10 (one search, end to end)")
+    trials = max(8, 2 * max(args.workers))
+    print(f"\ndigits: {trials} trials x 20 epochs, 64-128-10 (one search, end to end)")
     rows = []
     for n in args.workers:
         with bench_app(MAX_WORKERS=256) as app:
-            wall, search = run_search(app, n, **DIGITS)
+            wall, search = run_search(app, n, trials=trials, **DIGITS)
             assert search.status == "completed", search.status
-            rows.append((n, 8, wall, 1 / wall))
+            rows.append((n, trials, wall, 1 / wall))
     table(rows, "searches/s")
+
+
+def warm_up() -> None:
+    """Start the fork server (it imports the worker's modules once, for every pool)."""
+    slots = ProcessSlots(1)
+    try:
+        slots.submit(warm_up_worker).result()
+    finally:
+        slots.shutdown()
 
 
 def table(rows: list[tuple[int, int, float, float]], unit: str) -> None:

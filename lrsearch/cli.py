@@ -175,7 +175,9 @@ def print_search(search: Search) -> None:
             f"{_num(trial.final_val_acc):>13}  {_num(gap, signed=True):>13}  "
             f"{trial.status}{': ' + trial.error if trial.error else ''}"
         )
-    best, healthy = ranking.best_trial(search.trials), ranking.healthiest_trial(search.trials)
+    by_id = {t.id: t for t in search.trials}
+    best = by_id.get(ranking.best_trial_id(db.session, search.id))
+    healthy = by_id.get(ranking.healthiest_trial_id(db.session, search.id))
     if best:
         click.echo(
             f"highest validation accuracy: lr={format_lr(best.lr)} "
@@ -205,7 +207,9 @@ def list_command() -> None:
         f"{'best lr':>9}  {'best val acc':>12}  created"
     )
     for s in searches:
-        best = ranking.best_trial(s.trials)
+        best = db.session.execute(
+            ranking.best_trial_query(s.id, Trial.lr, Trial.best_val_acc)
+        ).first()
         click.echo(
             f"{s.id:>4}  {s.status:<10} {s.dataset[:12]:<12} {s.n_trials:>6} "
             f"{s.epochs:>6}  {format_lr(best.lr) if best else '-':>9}  "

@@ -342,3 +342,24 @@ def test_wrong_method_is_405_json(client, make_search, method, url):
     response = getattr(client, method)(url)
     assert response.status_code == 405
     assert "reason" in strict_json(response)
+
+
+def test_the_ranking_answers_come_from_the_database_rules(app, client, make_search):
+    """Best: top best_val_acc among sound trials; healthiest: smallest gap near the top."""
+    search = make_search(trials=4, epochs=3)
+    a, b, c, d = search.trials
+    values = {  # status, best_val_acc, final_acc_train, final_val_acc
+        a: ("completed", 0.97, 1.00, 0.96),  # highest, but overfits
+        b: ("completed", 0.95, 0.95, 0.945),  # within 5 points, smallest gap
+        c: ("completed", 0.80, 0.80, 0.80),  # no gap at all, but underfits
+        d: ("diverged", 0.99, 0.99, 0.99),  # never picked
+    }
+    for trial, (status, best, train, val) in values.items():
+        trial.status, trial.best_val_acc = status, best
+        trial.final_acc_train, trial.final_val_acc = train, val
+    db.session.commit()
+    body = client.get(f"/api/searches/{search.id}").get_json()
+    assert body["best_trial_id"] == a.id and body["search"]["best"]["id"] == a.id
+    assert body["healthiest_trial_id"] == b.id
+    poll = client.get(f"/api/searches/{search.id}/poll").get_json()
+    assert (poll["best_trial_id"], poll["healthiest_trial_id"]) == (a.id, b.id)

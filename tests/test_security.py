@@ -7,7 +7,6 @@ import io
 import json
 import os
 import zipfile
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select

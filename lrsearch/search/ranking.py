@@ -1,11 +1,18 @@
-"""Answers to the seed's two questions: which rate scores highest, which learns soundest."""
+"""Answers to the seed's two questions: which rate scores highest, which learns soundest.
+
+Both are asked of the database (a search may have thousands of trials) and answered the
+same way for the API, the pages and the CLI.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Protocol
 
-from lrsearch.models import COMPLETED, RUNNING
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from lrsearch.models import COMPLETED, RUNNING, Trial
 
 # "Healthy" is only asked of trials that also score well: an underfit rate has no gap.
 HEALTHY_WITHIN = 0.05
@@ -27,7 +34,7 @@ def gap(trial: Ranked) -> float | None:
 
 
 def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
-    """Trials with epochs, best validation accuracy first; diverged and failed ones last."""
+    """Best validation accuracy first; diverged, failed and cancelled trials last."""
 
     def key(t: Ranked) -> tuple[int, float, float]:
         sound = t.status in (COMPLETED, RUNNING)
@@ -36,17 +43,50 @@ def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
     return sorted(trials, key=key)
 
 
-def best_trial(trials: Sequence[Ranked]) -> Ranked | None:
-    """The highest validation accuracy among completed or running trials."""
-    scored = [t for t in trials if t.status in (COMPLETED, RUNNING) and t.best_val_acc is not None]
-    return max(scored, key=lambda t: (t.best_val_acc, -t.lr), default=None)
+def best_trial_query(search_id: int, *columns) -> Select:
+    """The highest best validation accuracy among completed or running trials (ties: lower lr).
+
+    A diverged or failed trial is never the answer, whatever its numbers.
+    """
+    return (
+        select(*(columns or (Trial.id,)))
+        .where(
+            Trial.search_id == search_id,
+            Trial.status.in_((COMPLETED, RUNNING)),
+            Trial.best_val_acc.is_not(None),
+        )
+        .order_by(Trial.best_val_acc.desc(), Trial.lr.asc())
+        .limit(1)
+    )
 
 
-def healthiest_trial(trials: Sequence[Ranked]) -> Ranked | None:
-    """Smallest train-validation gap among completed trials scoring near the best."""
-    done = [t for t in trials if t.status == COMPLETED and gap(t) is not None]
-    if not done:
-        return None
-    top = max(t.final_val_acc for t in done)
-    close = [t for t in done if t.final_val_acc >= top - HEALTHY_WITHIN]
-    return min(close, key=lambda t: (abs(gap(t)), -t.final_val_acc))
+def healthiest_trial_query(search_id: int, *columns) -> Select:
+    """The smallest train-validation gap among completed trials within HEALTHY_WITHIN of the
+    best final validation accuracy (ties: the higher accuracy)."""
+    done = (
+        Trial.search_id == search_id,
+        Trial.status == COMPLETED,
+        Trial.final_acc_train.is_not(None),
+        Trial.final_val_acc.is_not(None),
+    )
+    top = select(func.max(Trial.final_val_acc)).where(*done).scalar_subquery()
+    return (
+        select(*(columns or (Trial.id,)))
+        .where(*done, Trial.final_val_acc >= top - HEALTHY_WITHIN)
+        .order_by(
+            func.abs(Trial.final_acc_train - Trial.final_val_acc),
+            Trial.final_val_acc.desc(),
+            Trial.lr.asc(),
+        )
+        .limit(1)
+    )
+
+
+def best_trial_id(session: Session, search_id: int) -> int | None:
+    """The id of the trial with the highest validation accuracy, if any."""
+    return session.execute(best_trial_query(search_id)).scalar()
+
+
+def healthiest_trial_id(session: Session, search_id: int) -> int | None:
+    """The id of the trial with the healthiest curve, if any."""
+    return session.execute(healthiest_trial_query(search_id)).scalar()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from lrsearch import artifacts
 from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
-from lrsearch.search import ranking, store
+from lrsearch.search import store
 from lrsearch.search.spec import SpecError, parse_spec
 from lrsearch.web import downloads, serialize
 from lrsearch.web.errors import ApiError
@@ -22,7 +22,10 @@ def json_body() -> dict:
     """The request's JSON object; only application/json, so no cross-site form can post."""
     if not request.is_json:
         raise ApiError(415, "send the settings as application/json")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes, like "[[[[...": silent misses it
+        body = None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body
@@ -79,15 +82,9 @@ def search_poll(search_id: int) -> dict:
     """What changed since the page's last poll: new epochs and changed trials only."""
     search = get_search(search_id)
     since = time_arg("since")
-    trials = search.trials
-    best, healthy = ranking.best_trial(trials), ranking.healthiest_trial(trials)
     return {
-        "search": serialize.search_summary(search, trials),
-        "best_trial_id": best.id if best else None,
-        "healthiest_trial_id": healthy.id if healthy else None,
+        **serialize.search_state(search),
         "trials": serialize.trials_changed(search_id, serialize.poll_window(since)),
-        "eta_seconds": serialize.eta_seconds(search, trials),
-        "server_time": serialize.when(serialize.utcnow()),
         **serialize.epochs_after(search_id, int_arg("after", 0)),
     }
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import url_for
 from sqlalchemy import func, select
 
 from lrsearch.extensions import db
-from lrsearch.models import RUNNING, Epoch, Search, Trial, utcnow
+from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial, utcnow
 from lrsearch.search import ranking
 
 # `attempt` last: a page drops a trial's points when a new attempt restarts it.
@@ -37,12 +37,43 @@ def number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def search_summary(search: Search, trials: Sequence[Trial] | None = None) -> dict[str, object]:
+@dataclass(frozen=True)
+class TrialTotals:
+    """A search's trials in aggregate, as one GROUP BY gives them."""
+
+    counts: dict[str, int]  # trials per status
+    epochs_done: dict[str, int]  # finished epochs (current attempts) per status
+    seconds: float  # training seconds of the current attempts
+
+    def total_epochs(self) -> int:
+        return sum(self.epochs_done.values())
+
+
+def trial_totals(search_id: int) -> TrialTotals:
+    """Counts, epochs and seconds of a search's trials, without loading them."""
+    rows = db.session.execute(
+        select(
+            Trial.status,
+            func.count(),
+            func.coalesce(func.sum(Trial.epochs_done), 0),
+            func.coalesce(func.sum(Trial.seconds), 0.0),
+        )
+        .where(Trial.search_id == search_id)
+        .group_by(Trial.status)
+    ).all()
+    return TrialTotals(
+        counts={r[0]: r[1] for r in rows},
+        epochs_done={r[0]: r[2] for r in rows},
+        seconds=sum(r[3] for r in rows),
+    )
+
+
+def search_summary(search: Search, totals: TrialTotals | None = None) -> dict[str, object]:
     """A search as the list and its own page show it."""
-    trials = search.trials if trials is None else trials
-    done = sum(t.epochs_done for t in trials)
+    totals = totals or trial_totals(search.id)
+    done = totals.total_epochs()
     planned = search.n_trials * search.epochs
-    best = ranking.best_trial(trials)
+    best = db.session.execute(ranking.best_trial_query(search.id, *BRIEF_COLUMNS)).first()
     return {
         "id": search.id,
         **search.config(),
@@ -54,21 +85,17 @@ def search_summary(search: Search, trials: Sequence[Trial] | None = None) -> dic
         "epochs_done": done,
         "epochs_planned": planned,
         "progress": done / planned if planned else 1.0,
-        "counts": _counts(trials),
+        "counts": totals.counts,
         "best": trial_brief(best) if best else None,
         "url": url_for("pages.search", search_id=search.id),
         "api_url": url_for("api.search_detail", search_id=search.id),
     }
 
 
-def _counts(trials: Sequence[Trial]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    return counts
+BRIEF_COLUMNS = (Trial.id, Trial.index, Trial.lr, Trial.best_val_acc, Trial.best_epoch)
 
 
-def trial_brief(trial: Trial) -> dict[str, object]:
+def trial_brief(trial) -> dict[str, object]:
     """Enough of a trial to name it in a summary."""
     return {
         "id": trial.id,
@@ -109,33 +136,33 @@ def trial_row(trial: Trial) -> dict[str, object]:
 
 def search_detail(search: Search) -> dict[str, object]:
     """A search with every trial, the ranking's two answers and an ETA."""
-    trials = search.trials
-    best, healthy = ranking.best_trial(trials), ranking.healthiest_trial(trials)
+    return {**search_state(search), "trials": [trial_row(t) for t in search.trials]}
+
+
+def search_state(search: Search) -> dict[str, object]:
+    """The search's summary, the ranking's two answers, an ETA: no trial is loaded."""
+    totals = trial_totals(search.id)
     return {
-        "search": search_summary(search, trials),
-        "trials": [trial_row(t) for t in trials],
-        "best_trial_id": best.id if best else None,
-        "healthiest_trial_id": healthy.id if healthy else None,
-        "eta_seconds": eta_seconds(search, trials),
+        "search": search_summary(search, totals),
+        "best_trial_id": ranking.best_trial_id(db.session, search.id),
+        "healthiest_trial_id": ranking.healthiest_trial_id(db.session, search.id),
+        "eta_seconds": eta_seconds(search, totals),
         "server_time": when(utcnow()),
     }
 
 
-def eta_seconds(search: Search, trials: Sequence[Trial]) -> float | None:
+def eta_seconds(search: Search, totals: TrialTotals) -> float | None:
     """Seconds left, from measured epoch times and the number of trials at once."""
-    if search.status not in ("queued", RUNNING):
+    epochs = totals.total_epochs()
+    if search.status not in (QUEUED, RUNNING) or not epochs or not totals.seconds:
         return None
-    done = [t for t in trials if t.epochs_done]
-    measured = sum(t.seconds for t in done)
-    epochs = sum(t.epochs_done for t in done)
-    if not epochs:
-        return None
-    per_epoch = measured / epochs
+    per_epoch = totals.seconds / epochs
+    waiting = (QUEUED, RUNNING)
     left = sum(
-        max(search.epochs - t.epochs_done, 0) for t in trials if t.status in ("queued", RUNNING)
+        totals.counts.get(s, 0) * search.epochs - totals.epochs_done.get(s, 0) for s in waiting
     )
-    parallel = max(1, min(search.workers, len([t for t in trials if t.status == RUNNING]) or 1))
-    return left * per_epoch / parallel
+    parallel = max(1, min(search.workers, totals.counts.get(RUNNING, 0)))
+    return max(left, 0) * per_epoch / parallel
 
 
 def epochs_after(search_id: int, after: int, limit: int = 200_000) -> dict[str, object]:
@@ -147,15 +174,21 @@ def epochs_after(search_id: int, after: int, limit: int = 200_000) -> dict[str, 
         .order_by(Epoch.id)
         .limit(limit)
     ).all()
-    columns = {
-        f: [number(r[i]) if i >= 3 else r[i] for r in rows] for i, f in enumerate(EPOCH_FIELDS)
-    }
+    transposed = zip(*rows, strict=True) if rows else ([] for _ in EPOCH_FIELDS)
+    columns = {f: _finite(list(column)) for f, column in zip(EPOCH_FIELDS, transposed, strict=True)}
     return {
         "after": after,
         "last_id": rows[-1][0] if rows else after,
         "complete": len(rows) < limit,
         "epochs": columns,
     }
+
+
+def _finite(column: list) -> list:
+    """The column, with any NaN or infinity (never written, but JSON must stay strict) as null."""
+    if all(map(math.isfinite, column)):
+        return column
+    return [number(v) for v in column]
 
 
 def trials_changed(search_id: int, since: datetime) -> list[dict[str, object]]:
