@@ -16,14 +16,15 @@ window.lrsearch.searchCharts = (state, shownIds) => {
   function curveTraces(metric, trainMetric, label, format) {
     const shown = shownIds();
     const traces = [];
-    const few = state.search.epochs <= 30;
+    const few = state.search.epochs <= 30 && shown.size <= 20; // markers cost an SVG node each
     for (const t of [...state.trials.values()].sort((a, b) => a.index - b.index)) {
+      if (!shown.has(t.id)) continue; // hidden by top-K: no trace at all, not even an invisible one
       const curve = state.curves.get(t.id) || { epoch: [], [metric]: [], [trainMetric]: [] };
       const lr = L.formatLr(t.lr);
       const color = lrColor(t.lr);
       const common = {
         // SVG, not WebGL: Plotly's WebGL traces compile code at run time, which the CSP forbids.
-        type: "scatter", x: curve.epoch, visible: shown.has(t.id), showlegend: false,
+        type: "scatter", x: curve.epoch, showlegend: false,
         name: `lr=${lr}`,
       };
       traces.push({
