@@ -173,9 +173,8 @@ def test_epochs_are_columns_after_an_id(client, make_search):
     assert empty["epochs"]["id"] == [] and empty["last_id"] == body["last_id"]
 
 
-def test_epochs_of_an_earlier_attempt_are_left_out(client, make_search):
-    search = make_search(trials=1, epochs=2)
-    trial = search.trials[0]
+def restart(trial) -> None:
+    """Make the trial's second attempt current, with one epoch of its own."""
     trial.attempt = 2
     db.session.add(
         Epoch(
@@ -190,6 +189,12 @@ def test_epochs_of_an_earlier_attempt_are_left_out(client, make_search):
         )
     )
     db.session.commit()
+
+
+def test_epochs_of_an_earlier_attempt_are_left_out(client, make_search):
+    search = make_search(trials=1, epochs=2)
+    trial = search.trials[0]
+    restart(trial)
     columns = strict_json(client.get(f"/api/searches/{search.id}/epochs"))["epochs"]
     assert columns["attempt"] == [2] and columns["epoch"] == [1]
 
@@ -271,20 +276,7 @@ def test_cancel_takes_json_only(client):
 def test_trial_with_epochs_of_every_attempt(app, client, make_search):
     search = make_search(trials=1, epochs=3)
     trial = search.trials[0]
-    trial.attempt = 2
-    db.session.add(
-        Epoch(
-            trial_id=trial.id,
-            attempt=2,
-            epoch=1,
-            loss=1.0,
-            acc_train=0.5,
-            val_loss=1.0,
-            acc_val=0.5,
-            seconds=0.1,
-        )
-    )
-    db.session.commit()
+    restart(trial)
     body = strict_json(client.get(f"/api/trials/{trial.id}"))
     assert body["id"] == trial.id and body["attempt"] == 2
     assert [(e["attempt"], e["epoch"]) for e in body["epochs"]] == [(1, 1), (1, 2), (1, 3), (2, 1)]

@@ -15,17 +15,7 @@ from lrsearch.search import plots
 from lrsearch.web import serialize
 
 bp = Blueprint("files", __name__)
-CSV_HEADER = (
-    "trial_index",
-    "lr",
-    "attempt",
-    "epoch",
-    "loss",
-    "acc_train",
-    "val_loss",
-    "acc_val",
-    "seconds",
-)
+CSV_HEADER = ("trial_index", "lr", "attempt", "epoch", *serialize.METRICS, "seconds")
 
 
 def trial_path(trial: Trial) -> Path:

@@ -13,18 +13,9 @@ from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial, utcnow
 from lrsearch.search import ranking
 
+METRICS = ("loss", "acc_train", "val_loss", "acc_val")  # an epoch's numbers, as log.txt has them
 # `attempt` last: a page drops a trial's points when a new attempt restarts it.
-EPOCH_FIELDS = (
-    "id",
-    "trial_id",
-    "epoch",
-    "loss",
-    "acc_train",
-    "val_loss",
-    "acc_val",
-    "seconds",
-    "attempt",
-)
+EPOCH_FIELDS = ("id", "trial_id", "epoch", *METRICS, "seconds", "attempt")
 
 
 def when(value: datetime | None) -> str | None:
