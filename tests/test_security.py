@@ -88,9 +88,12 @@ def test_forms_need_the_csrf_token(app_config, tmp_path):
     with app.app_context():
         upgrade(directory=app.config["MIGRATIONS_DIR"])
         client = app.test_client()
-        response = client.post("/searches/new", data={"trials": "2", "epochs": "2"})
+        response = client.post("/searches/new", data={"trials": "2", "epochs": "17"})
         assert response.status_code == 400
-        assert "CSRF" in response.get_data(as_text=True)
+        page = response.get_data(as_text=True)
+        assert "CSRF" in page and 'value="17"' in page  # the form comes back, values kept
+        cancel = client.post("/searches/1/cancel")
+        assert cancel.status_code == 400 and "CSRF" in cancel.get_data(as_text=True)
         assert searches() == 0
         db.session.remove()
 

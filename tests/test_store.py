@@ -126,3 +126,25 @@ def test_an_idle_runner_sleeps_between_polls(app):
         with RunnerThread(app, workers=1):
             time.sleep(1.0)
     assert 2 <= claims.call_count <= 1.0 / 0.2 + 2
+
+
+@pytest.mark.slow
+def test_the_runner_takes_any_executor(app):
+    """Beyond one machine the runner gets e.g. Dask's executor; any Executor will do."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from lrsearch.cli import runner_settings
+    from lrsearch.search.runner import ExecutorSlots, Runner
+    from lrsearch.search.worker import init_worker
+
+    search = store.create_search(db.session, SearchSpec(trials=3, epochs=2, workers=3))
+    executor = ProcessPoolExecutor(
+        2,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=init_worker,
+        initargs=(os.getpid(),),
+    )
+    Runner(runner_settings(app), ExecutorSlots(executor, 2), search.id).run(until_done=True)
+    assert search_status(search.id) == COMPLETED
+    assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))

@@ -18,6 +18,7 @@ from flask import (
     send_file,
     url_for,
 )
+from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as BaseResponse
 
 from lrsearch import artifacts
@@ -27,7 +28,7 @@ from lrsearch.search import store
 from lrsearch.search.sampler import format_lr
 from lrsearch.search.spec import SpecError
 from lrsearch.training import DATASETS
-from lrsearch.web import api, downloads, serialize
+from lrsearch.web import api, downloads, errors, serialize
 from lrsearch.web.errors import ApiError
 from lrsearch.web.forms import CancelForm, SearchForm
 
@@ -63,6 +64,16 @@ def new_search() -> str | BaseResponse | tuple[str, int]:
         form.form_errors.append(exc.reason)
         return render_new(form), exc.status
     return redirect(url_for("pages.search", search_id=search.id), 303)
+
+
+@bp.app_errorhandler(CSRFError)
+def csrf_error(error: CSRFError) -> tuple[str, int]:
+    """A form whose CSRF token expired or is missing: the new-search form keeps its values."""
+    if request.endpoint != "pages.new_search":
+        return errors.error_response(400, f"{error.description} Reload the page and try again.")
+    form = SearchForm()
+    form.form_errors.append(f"{error.description} Your settings are kept: submit them again.")
+    return render_new(form), 400
 
 
 def render_new(form: SearchForm) -> str:
