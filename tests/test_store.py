@@ -146,5 +146,6 @@ def test_the_runner_takes_any_executor(app):
         initargs=(os.getpid(),),
     )
     Runner(runner_settings(app), ExecutorSlots(executor, 2), search.id).run(until_done=True)
+    db.session.rollback()  # end the test's read snapshot: the runner wrote on its own engine
     assert search_status(search.id) == COMPLETED
     assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
