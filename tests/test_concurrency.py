@@ -28,6 +28,8 @@ def test_eight_writers_lose_and_duplicate_nothing_while_the_api_is_polled(app, c
     )
     db.session.execute(update(Trial).values(status=RUNNING, attempt=1))
     db.session.commit()
+    # Read now: the poller thread must not touch this session's objects.
+    search_id, trial_ids = search.id, [t.id for t in search.trials]
     statuses: list[int] = []
     done = threading.Event()
 
@@ -35,7 +37,7 @@ def test_eight_writers_lose_and_duplicate_nothing_while_the_api_is_polled(app, c
         with app.app_context():
             after = 0
             while not done.is_set():
-                response = app.test_client().get(f"/api/searches/{search.id}/poll?after={after}")
+                response = app.test_client().get(f"/api/searches/{search_id}/poll?after={after}")
                 statuses.append(response.status_code)
                 if response.status_code == 200:
                     after = response.get_json()["last_id"]
@@ -47,8 +49,8 @@ def test_eight_writers_lose_and_duplicate_nothing_while_the_api_is_polled(app, c
     try:
         with ProcessPoolExecutor(WRITERS, mp_context=context) as pool:
             futures = [
-                pool.submit(write_epochs, app.config["DATABASE_URL"], t.id, EPOCHS)
-                for t in search.trials
+                pool.submit(write_epochs, app.config["DATABASE_URL"], trial_id, EPOCHS)
+                for trial_id in trial_ids
             ]
             results = [f.result(timeout=300) for f in futures]  # a "locked" error would raise
     finally:

@@ -98,24 +98,27 @@ def postgres_url():
 def test_postgresql_claims_and_two_runners(postgres_url, app_config):
     from flask_migrate import upgrade
 
-    app = create_app({**app_config, "DATABASE_URL": postgres_url})
+    app = create_app({**app_config, "DATABASE_URL": postgres_url, "STALE_AFTER_SECONDS": 60})
     with app.app_context():
-        upgrade(directory=app.config["MIGRATIONS_DIR"])
-        race = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=30))
-        claimed = claim_race(postgres_url, race.id)
-        assert sorted(claimed) == sorted(t.id for t in race.trials)
-        search = store.create_search(db.session, SearchSpec(trials=6, epochs=4, workers=4))
-        with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
-            wait_for(lambda: search_status(search.id) == COMPLETED, 120)
-        assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
-        rows = db.session.execute(
-            select(Epoch.trial_id, Epoch.epoch).where(
-                Epoch.trial_id.in_([t.id for t in trials(search.id)])
-            )
-        ).all()
-        assert len(rows) == len(set(rows)) == 6 * 4
-        db.session.remove()
-        db.engine.dispose()
+        try:
+            upgrade(directory=app.config["MIGRATIONS_DIR"])
+            race = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=30))
+            claimed = claim_race(postgres_url, race.id)
+            assert sorted(claimed) == sorted(t.id for t in race.trials)
+            store.cancel_search(db.session, race.id)  # its trials are nobody's to run
+            search = store.create_search(db.session, SearchSpec(trials=6, epochs=4, workers=4))
+            with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
+                wait_for(lambda: search_status(search.id) == COMPLETED, 120)
+            assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
+            rows = db.session.execute(
+                select(Epoch.trial_id, Epoch.epoch).where(
+                    Epoch.trial_id.in_([t.id for t in trials(search.id)])
+                )
+            ).all()
+            assert len(rows) == len(set(rows)) == 6 * 4
+        finally:
+            db.session.remove()
+            db.engine.dispose()  # no connection left for the server to drop
 
 
 def test_an_idle_runner_sleeps_between_polls(app):
