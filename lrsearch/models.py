@@ -19,7 +19,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lrsearch.extensions import db
 
-# Trial states. `interrupted` is transient: the runner died; such trials are re-queued.
+# Trial states. A trial whose runner died is re-queued at once, its `interruptions` counted and
+# its epochs kept under their attempt; `interrupted` stays reserved, like `pruned`.
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 DIVERGED, CANCELLED, INTERRUPTED, PRUNED = "diverged", "cancelled", "interrupted", "pruned"
 TRIAL_FINAL = (COMPLETED, FAILED, DIVERGED, CANCELLED, PRUNED)

@@ -192,13 +192,6 @@ def trials_changed(search_id: int, since: datetime) -> list[dict[str, object]]:
     return [trial_row(t) for t in trials]
 
 
-def epochs_done(search_id: int) -> int:
-    """Finished epochs of the search's current attempts."""
-    return db.session.execute(
-        select(func.coalesce(func.sum(Trial.epochs_done), 0)).where(Trial.search_id == search_id)
-    ).scalar_one()
-
-
 def poll_window(since: datetime | None) -> datetime:
     """Where a poll's trial changes start: a little before the client's last look."""
     margin = timedelta(seconds=2)
