@@ -7,8 +7,8 @@ Two workloads, each a real search (database, log.txt, plots, process start inclu
 - mnist-shaped: synthetic:60000x784x10, layers 784-256-128-10, 2 epochs per trial,
   2 trials per worker; prints trial-epochs per second.
 - digits: one search on digits, 64-128-10, 20 epochs per trial, with 2 trials per worker
-  of the largest count (at least 8 trials), the same search at every count; prints
-  searches per second.
+  of the largest count (at least 40 trials, as in overhead.py), the same search at every
+  count; prints searches per second.
 Speed-up is against the first worker count; efficiency is speed-up / (workers / first).
 The fork server the pools fork from is started (and its imports paid) before any timing.
 """
@@ -42,16 +42,17 @@ def main() -> None:
                 trials = n * args.trials_per_worker
                 wall, search = run_search(app, n, trials=trials, **MNIST_SHAPED)
                 assert search.status == "completed", search.status
-                rows.append((n, trials, wall, trials * MNIST_SHAPED["epochs"] / wall))
+                epochs = trials * MNIST_SHAPED["epochs"]
+                rows.append((n, trials, wall, epochs / wall, epochs, training_seconds(search)))
         table(rows, "trial-epochs/s")
-    trials = max(8, 2 * max(args.workers))
+    trials = max(40, 2 * max(args.workers))
     print(f"\ndigits: {trials} trials x 20 epochs, 64-128-10 (one search, end to end)")
     rows = []
     for n in args.workers:
         with bench_app(MAX_WORKERS=256) as app:
             wall, search = run_search(app, n, trials=trials, **DIGITS)
             assert search.status == "completed", search.status
-            rows.append((n, trials, wall, 1 / wall))
+            rows.append((n, trials, wall, 1 / wall, trials * 20, training_seconds(search)))
     table(rows, "searches/s")
 
 
@@ -64,17 +65,29 @@ def warm_up() -> None:
         slots.shutdown()
 
 
-def table(rows: list[tuple[int, int, float, float]], unit: str) -> None:
-    """Print wall time, throughput, speed-up and efficiency per worker count."""
+def training_seconds(search) -> float:
+    """Seconds the trainer itself reported for the search's epochs."""
+    return sum(t.seconds for t in search.trials)
+
+
+def table(rows: list[tuple[int, int, float, float, int, float]], unit: str) -> None:
+    """Wall time, throughput, speed-up and efficiency per worker count.
+
+    `s/epoch` is the trainer's own time per epoch: when it grows with the worker count the
+    cores slow each other down (shared caches, memory bandwidth, clock); `busy` is the
+    share of the workers' wall time spent training, the rest being the pool's overhead.
+    """
     base_workers, base_rate = rows[0][0], rows[0][3]
     print(
-        f"{'workers':>7} {'trials':>6} {'wall s':>8} {unit:>15} {'speed-up':>9} {'efficiency':>10}"
+        f"{'workers':>7} {'trials':>6} {'wall s':>8} {unit:>15} {'speed-up':>9} "
+        f"{'efficiency':>10} {'s/epoch':>8} {'busy':>5}"
     )
-    for n, trials, wall, rate in rows:
+    for n, trials, wall, rate, epochs, training in rows:
         speedup = rate / base_rate
+        per_epoch, busy = training / epochs, training / (wall * n)
         print(
             f"{n:>7} {trials:>6} {wall:>8.2f} {rate:>15.3f} {speedup:>8.2f}x "
-            f"{speedup / (n / base_workers):>10.2f}"
+            f"{speedup / (n / base_workers):>10.2f} {per_epoch:>8.3f} {busy:>5.0%}"
         )
 
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -178,14 +179,24 @@ _EPOCH_EXISTS = select(_epoch.c.id).where(
     _epoch.c.attempt == bindparam("attempt"),
     _epoch.c.epoch == bindparam("epoch"),
 )
-_UPDATE_RUNNING_TRIAL = _trial.update().where(
-    _trial.c.id == bindparam("trial_id_"),
-    _trial.c.attempt == bindparam("attempt_"),
-    _trial.c.status == RUNNING,
-)
-_CANCEL_REQUESTED = select(_search.c.cancel_requested).where(
-    _search.c.id
-    == select(_trial.c.search_id).where(_trial.c.id == bindparam("trial_id")).scalar_subquery()
+# Where the database can, one statement inserts unless (trial, attempt, epoch) exists.
+_INSERT_EPOCH_ONCE = {
+    "sqlite": sqlite.insert(_epoch).on_conflict_do_nothing(),
+    "postgresql": postgresql.insert(_epoch).on_conflict_do_nothing(),
+}
+# The trial's summary, and in the same round trip whether its search is being cancelled.
+_UPDATE_RUNNING_TRIAL = (
+    _trial.update()
+    .where(
+        _trial.c.id == bindparam("trial_id_"),
+        _trial.c.attempt == bindparam("attempt_"),
+        _trial.c.status == RUNNING,
+    )
+    .returning(
+        select(_search.c.cancel_requested)
+        .where(_search.c.id == _trial.c.search_id)
+        .scalar_subquery()
+    )
 )
 
 
@@ -220,12 +231,15 @@ def write_epoch(
     }
 
     def work(s: Session) -> str | None:
-        if s.execute(_EPOCH_EXISTS, row).first() is None:
+        insert_once = _INSERT_EPOCH_ONCE.get(s.get_bind().dialect.name)
+        if insert_once is not None:
+            s.execute(insert_once, row)
+        elif s.execute(_EPOCH_EXISTS, row).first() is None:
             s.execute(_epoch.insert(), row)
-        if not s.execute(_UPDATE_RUNNING_TRIAL, trial_values).rowcount:
+        updated = s.execute(_UPDATE_RUNNING_TRIAL, trial_values).first()
+        if updated is None:
             return "lost"
-        cancel = s.execute(_CANCEL_REQUESTED, {"trial_id": trial_id}).scalar_one()
-        return CANCELLED if cancel else None
+        return CANCELLED if updated[0] else None
 
     return retry_transaction(session, work)
 
