@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from lrsearch import create_app
 from lrsearch.extensions import db
@@ -87,3 +91,29 @@ def make_search(app) -> Callable[..., Search]:
         return search
 
     return make
+
+
+POSTGRES_SERVER = os.environ.get(
+    "LRSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
+)
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database for one test, dropped afterwards."""
+    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"lrsearch_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()

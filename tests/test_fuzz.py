@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import unicodedata
-import uuid
 from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote
 
@@ -23,8 +21,7 @@ from flask.testing import FlaskClient
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
-from sqlalchemy import create_engine, delete, func, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import delete, func, select
 
 from lrsearch import create_app
 from lrsearch.extensions import db
@@ -40,9 +37,6 @@ FIELDS = tuple(
 MAX_BODY = 64 * 1024
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NAN, INF = float("nan"), float("inf")
-POSTGRES_SERVER = os.environ.get(
-    "LRSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
-)
 
 
 @pytest.fixture
@@ -687,31 +681,16 @@ def test_json_nested_deeper_than_the_parser_is_400_not_500(client, raw):
 
 
 @pytest.fixture
-def postgres_app(app_config) -> Iterator[Flask]:
+def postgres_app(app_config, postgres_url) -> Iterator[Flask]:
     """The app on a fresh PostgreSQL database, dropped afterwards."""
     from flask_migrate import upgrade
 
-    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"lrsearch_fuzz_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
-    app = create_app({**app_config, "DATABASE_URL": f"{POSTGRES_SERVER}/{name}"})
-    try:
-        with app.app_context():
-            upgrade(directory=app.config["MIGRATIONS_DIR"])
-            yield app
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    app = create_app({**app_config, "DATABASE_URL": postgres_url})
+    with app.app_context():
+        upgrade(directory=app.config["MIGRATIONS_DIR"])
+        yield app
+        db.session.remove()
+        db.engine.dispose()
 
 
 @pytest.mark.postgres

@@ -5,12 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-import uuid
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from lrsearch import create_app
@@ -19,10 +17,6 @@ from lrsearch.models import COMPLETED, Epoch
 from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
 from tests.faults import RunnerThread, search_status, trials, wait_for
-
-POSTGRES_SERVER = os.environ.get(
-    "LRSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
-)
 
 
 def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
@@ -72,25 +66,6 @@ def test_two_runners_on_one_database_run_each_trial_once(app):
     assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
     rows = db.session.execute(select(Epoch.trial_id, Epoch.epoch)).all()
     assert len(rows) == len(set(rows)) == 8 * 5
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"lrsearch_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
-    yield f"{POSTGRES_SERVER}/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.mark.postgres
