@@ -21,12 +21,17 @@ from lrsearch.training import (
     parse_dataset,
     train,
 )
+from lrsearch.training.datasets import make_synthetic
 from lrsearch.training.mnist import IDX_FILES
 
 
 @pytest.fixture(autouse=True)
-def fresh_cache() -> Iterator[None]:
-    """Each test starts and ends with an empty cache, on one BLAS thread as workers do."""
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts and ends with an empty cache, on one BLAS thread as workers do.
+
+    "." is a fresh folder, so synthetic data sets' disk cache starts empty too.
+    """
+    monkeypatch.chdir(tmp_path)
     clear_dataset_cache()
     with threadpool_limits(1):
         yield
@@ -147,10 +152,9 @@ def test_synthetic_data() -> None:
 
 
 def test_synthetic_is_deterministic_by_seed() -> None:
-    first = load_dataset("synthetic:300x10x3", ".", seed=5)
-    clear_dataset_cache()
-    again = load_dataset("synthetic:300x10x3", ".", seed=5)
-    other = load_dataset("synthetic:300x10x3", ".", seed=6)
+    first = make_synthetic(300, 10, 3, seed=5)
+    again = make_synthetic(300, 10, 3, seed=5)
+    other = make_synthetic(300, 10, 3, seed=6)
     np.testing.assert_array_equal(first.x_train, again.x_train)
     np.testing.assert_array_equal(first.y_val, again.y_val)
     assert not np.array_equal(first.x_train, other.x_train)
@@ -158,10 +162,30 @@ def test_synthetic_is_deterministic_by_seed() -> None:
 
 def test_synthetic_does_not_depend_on_blas_threads() -> None:
     with threadpool_limits(2):
-        many = load_dataset("synthetic:500x40x4", ".", seed=2)
-    clear_dataset_cache()
-    one = load_dataset("synthetic:500x40x4", ".", seed=2)  # the fixture's single thread
+        many = make_synthetic(500, 40, 4, seed=2)
+    one = make_synthetic(500, 40, 4, seed=2)  # the fixture's single thread
     np.testing.assert_array_equal(one.x_train, many.x_train)
+
+
+def test_synthetic_data_is_generated_once_then_mapped_from_disk(tmp_path: Path) -> None:
+    first = load_dataset("synthetic:400x12x3", tmp_path, seed=7)
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert names == ["synthetic-400x12x3-seed7-v1", "synthetic-400x12x3-seed7-v1.lock"]
+    clear_dataset_cache()  # as a new worker process would start
+    mapped = load_dataset("synthetic:400x12x3", tmp_path, seed=7)
+    assert isinstance(mapped.x_train, np.memmap) and not mapped.x_train.flags.writeable
+    for name in ("x_train", "y_train", "x_val", "y_val"):
+        np.testing.assert_array_equal(getattr(mapped, name), getattr(first, name))
+    assert mapped.n_classes == 3 and mapped.name == first.name
+    result = train(mapped, [12, 8, 3], 1e-2, epochs=2)  # the trainer takes mapped arrays
+    assert result.status == "completed"
+
+
+def test_an_unwritable_cache_folder_still_gives_the_data(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("a file where the cache folder should be")
+    data = load_dataset("synthetic:100x5x2", tmp_path, seed=1)
+    np.testing.assert_array_equal(data.x_train, make_synthetic(100, 5, 2, seed=1).x_train)
+    assert not isinstance(data.x_train, np.memmap)
 
 
 def test_synthetic_is_learnable_but_not_trivial() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import gzip
 import importlib.util
 import os
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,10 +92,10 @@ def load_dataset(spec: str, data_dir: str | os.PathLike, seed: int = 0) -> Datas
     name, params = parse_dataset(spec)
     if name == "mnist":  # the only one read from data_dir; its split does not use the seed
         return _load_cached("mnist", str(Path(data_dir).expanduser().resolve()), 0)
-    canonical = (
-        name if not params else "synthetic:{n_train}x{n_features}x{n_classes}".format(**params)
-    )
-    return _load_cached(canonical, None, int(seed))
+    if name == "synthetic":  # generated once per data folder, then mapped by every process
+        canonical = "synthetic:{n_train}x{n_features}x{n_classes}".format(**params)
+        return _load_cached(canonical, str(Path(data_dir).expanduser().resolve()), int(seed))
+    return _load_cached(name, None, int(seed))
 
 
 def clear_dataset_cache() -> None:
@@ -111,10 +113,50 @@ def _load_cached(canonical: str, data_dir: str | None, seed: int) -> Dataset:
 
         data = load_mnist(Path(data_dir or ".") / "mnist")
     else:
-        data = make_synthetic(**params, seed=seed)
+        data = synthetic_from_cache(params, seed, Path(data_dir) if data_dir else None)
     for array in (data.x_train, data.y_train, data.x_val, data.y_val):
         array.flags.writeable = False  # shared by every trial of this process
     return data
+
+
+SYNTHETIC_CACHE_VERSION = 1  # bump whenever make_synthetic's output changes
+_ARRAYS = ("x_train", "y_train", "x_val", "y_val")
+
+
+def synthetic_from_cache(params: dict[str, int], seed: int, data_dir: Path | None) -> Dataset:
+    """A synthetic data set, generated once into `data_dir/cache` and memory-mapped after.
+
+    Every worker process then maps the same pages instead of generating (about 1 s for
+    60,000 x 784) and holding its own copy; while one process generates, the others wait
+    for it. Without a writable folder, each process generates its own.
+    """
+    if data_dir is None:
+        return make_synthetic(**params, seed=seed)
+    shape = "{n_train}x{n_features}x{n_classes}".format(**params)
+    folder = data_dir / "cache" / f"synthetic-{shape}-seed{seed}-v{SYNTHETIC_CACHE_VERSION}"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(folder.with_name(folder.name + ".lock"), "a")
+    except OSError:
+        return make_synthetic(**params, seed=seed)
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if folder.is_dir():
+            try:
+                arrays = [np.load(folder / f"{a}.npy", mmap_mode="r") for a in _ARRAYS]
+                return Dataset(f"synthetic:{shape}", *arrays, params["n_classes"])
+            except (OSError, ValueError):
+                shutil.rmtree(folder, ignore_errors=True)  # damaged: make it again
+        data = make_synthetic(**params, seed=seed)
+        partial = folder.with_name(folder.name + ".partial")
+        try:
+            partial.mkdir(exist_ok=True)
+            for name in _ARRAYS:
+                np.save(partial / f"{name}.npy", getattr(data, name))
+            os.rename(partial, folder)  # readers see all four arrays or none
+        except OSError:  # e.g. the disk is full: this process keeps its own copy
+            shutil.rmtree(partial, ignore_errors=True)
+        return data
 
 
 def load_digits(seed: int = 0) -> Dataset:
