@@ -110,3 +110,17 @@ def write_epochs(database_url: str, trial_id: int, epochs: int) -> int:
                 store.write_epoch(session, trial_id, 1, metrics, summary)
     engine.dispose()
     return epochs
+
+
+def scheduling_of_this_process() -> dict[str, int | None]:
+    """How the kernel schedules the calling process: policy, nice and (Linux 6.6+) slice."""
+    slice_ns = None
+    with open("/proc/self/sched") as sched:
+        for line in sched:
+            if line.startswith("se.slice"):
+                slice_ns = int(float(line.split(":")[1]))
+    return {
+        "policy": os.sched_getscheduler(0),
+        "nice": os.getpriority(os.PRIO_PROCESS, 0),
+        "slice_ns": slice_ns,
+    }

@@ -16,7 +16,13 @@ from lrsearch.extensions import db
 from lrsearch.models import COMPLETED, Epoch
 from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
-from tests.faults import RunnerThread, search_status, trials, wait_for
+from tests.faults import (
+    RunnerThread,
+    scheduling_of_this_process,
+    search_status,
+    trials,
+    wait_for,
+)
 
 
 def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
@@ -104,6 +110,24 @@ def test_an_idle_runner_sleeps_between_polls(app):
         with RunnerThread(app, workers=1):
             time.sleep(1.0)
     assert 2 <= claims.call_count <= 1.0 / 0.2 + 2
+
+
+def test_workers_run_as_batch_jobs_with_a_long_time_slice():
+    """Workers yield to the web server, and trade the cores in long turns when oversubscribed."""
+    from lrsearch.search.runner import ProcessSlots
+    from lrsearch.search.worker import TIME_SLICE_NS
+
+    slots = ProcessSlots(1)
+    try:
+        worker = slots.submit(scheduling_of_this_process).result(timeout=60)
+    finally:
+        slots.shutdown()
+    assert worker["policy"] == os.SCHED_BATCH
+    assert worker["nice"] == os.getpriority(os.PRIO_PROCESS, 0)  # a niced runner stays niced
+    release = tuple(int(part) for part in os.uname().release.split(".")[:2])
+    if release >= (6, 12):  # the first kernels that take a slice for the fair scheduler
+        assert worker["slice_ns"] == TIME_SLICE_NS
+    assert scheduling_of_this_process()["policy"] == os.SCHED_OTHER  # the runner itself is not
 
 
 @pytest.mark.slow

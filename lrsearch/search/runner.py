@@ -16,7 +16,14 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.worker import draw_plots, init_worker, run_trial, warm_up, worker_name
+from lrsearch.search.worker import (
+    PRELOAD,
+    draw_plots,
+    init_worker,
+    run_trial,
+    warm_up,
+    worker_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,7 @@ class ProcessSlots:
         if start_method == "forkserver":
             # The fork server imports the worker's modules once (1-2 s of CPU); each worker
             # is then a cheap fork of it instead of a fresh interpreter importing them again.
-            self.context.set_forkserver_preload(["lrsearch.search.worker"])
+            self.context.set_forkserver_preload(PRELOAD)
         self.slots: list[ProcessPoolExecutor | None] = [None] * size
         self.running: dict[Future, int] = {}  # future -> slot
 
