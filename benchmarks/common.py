@@ -13,26 +13,48 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lrsearch import create_app  # noqa: E402
+from lrsearch.artifacts import datasets_root  # noqa: E402
 from lrsearch.cli import runner_settings  # noqa: E402
 from lrsearch.extensions import db  # noqa: E402
 from lrsearch.models import Search  # noqa: E402
 from lrsearch.search import store  # noqa: E402
 from lrsearch.search.runner import ProcessSlots, Runner  # noqa: E402
 from lrsearch.search.spec import parse_spec  # noqa: E402
+from lrsearch.training.datasets import clear_dataset_cache, load_dataset  # noqa: E402
 
 
 @contextmanager
-def bench_app(**config):
-    """An app on a fresh data folder with the schema applied."""
+def bench_app(datasets: Path | None = None, **config):
+    """An app on a fresh data folder with the schema applied.
+
+    datasets: a folder to use as the app's datasets folder (see `shared_datasets`), so that
+    a synthetic data set generated once serves every app of a benchmark.
+    """
     from flask_migrate import upgrade
 
     with tempfile.TemporaryDirectory(prefix="lrsearch-bench-") as data_dir:
+        if datasets is not None:
+            datasets_root(data_dir).symlink_to(datasets, target_is_directory=True)
         app = create_app({"DATA_DIR": data_dir, "SECRET_KEY": "bench", **config})
         with app.app_context():
             upgrade(directory=app.config["MIGRATIONS_DIR"])
             yield app
             db.session.remove()
             db.engine.dispose()
+
+
+@contextmanager
+def shared_datasets(*specs: str):
+    """A datasets folder in which each synthetic spec is already generated and cached.
+
+    Generating 60,000 x 784 takes about a second, once per data folder and never again;
+    benchmarks of the steady state generate it here, before any timing.
+    """
+    with tempfile.TemporaryDirectory(prefix="lrsearch-bench-datasets-") as folder:
+        for spec in specs:
+            load_dataset(spec, folder, seed=0)
+        clear_dataset_cache()
+        yield Path(folder)
 
 
 def run_search(app, workers: int, **settings) -> tuple[float, Search]:
