@@ -96,23 +96,11 @@ def claim_trials(
     """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt)."""
     if limit <= 0:
         return []
-    running = (
-        select(Trial.search_id, func.count().label("n"))
-        .where(Trial.status == RUNNING)
-        .group_by(Trial.search_id)
-        .subquery()
-    )
-    query = (
-        select(Trial.id, Trial.search_id, Search.workers, func.coalesce(running.c.n, 0))
-        .join(Search, Search.id == Trial.search_id)
-        .outerjoin(running, running.c.search_id == Trial.search_id)
-        .where(Trial.status == QUEUED, Search.cancel_requested.is_(False))
-        .order_by(Trial.search_id, Trial.index)
-        .limit(limit * 4 + 16)
-    )
-    if search_id is not None:
-        query = query.where(Trial.search_id == search_id)
-    candidates = session.execute(query).all()
+    if search_id is None:
+        query = _CANDIDATES.limit(limit * 4 + 16)
+    else:
+        query = _CANDIDATES_OF_SEARCH.limit(limit * 4 + 16)
+    candidates = session.execute(query, {"search_id": search_id}).all()
     session.rollback()  # end the read; each claim below is its own transaction
     claimed: list[tuple[int, int]] = []
     taken: dict[int, int] = {}
@@ -130,28 +118,49 @@ def claim_trials(
 
 def _claim(session: Session, trial_id: int, worker: str) -> int | None:
     now = utcnow()
-    result = session.execute(
-        update(Trial)
-        .where(Trial.id == trial_id, Trial.status == QUEUED)
-        .values(
-            status=RUNNING,
-            attempt=Trial.attempt + 1,
-            started_at=now,
-            heartbeat_at=now,
-            finished_at=None,
-            epochs_done=0,
-            worker=worker,
-        )
-        .returning(Trial.attempt, Trial.search_id)
-    ).first()
+    result = session.execute(_CLAIM, {"trial_id": trial_id, "now": now, "worker": worker}).first()
     if result is None:
         return None
-    session.execute(
-        update(Search)
-        .where(Search.id == result.search_id, Search.status == QUEUED)
-        .values(status=RUNNING, started_at=now)
-    )
+    session.execute(_START_SEARCH, {"search_id": result.search_id, "now": now})
     return result.attempt
+
+
+# The runner's statements, built once (building them cost more than running them).
+_running_counts = (
+    select(Trial.search_id, func.count().label("n"))
+    .where(Trial.status == RUNNING)
+    .group_by(Trial.search_id)
+    .subquery()
+)
+# Queued trials of searches not being cancelled, with each search's cap and running count.
+_CANDIDATES = (
+    select(Trial.id, Trial.search_id, Search.workers, func.coalesce(_running_counts.c.n, 0))
+    .join(Search, Search.id == Trial.search_id)
+    .outerjoin(_running_counts, _running_counts.c.search_id == Trial.search_id)
+    .where(Trial.status == QUEUED, Search.cancel_requested.is_(False))
+    .order_by(Trial.search_id, Trial.index)
+)
+_CANDIDATES_OF_SEARCH = _CANDIDATES.where(Trial.search_id == bindparam("search_id"))
+# Core statements on the tables: the ORM's bookkeeping for an update cost more than the update.
+_CLAIM = (
+    Trial.__table__.update()
+    .where(Trial.__table__.c.id == bindparam("trial_id"), Trial.__table__.c.status == QUEUED)
+    .values(
+        status=RUNNING,
+        attempt=Trial.__table__.c.attempt + 1,
+        started_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        finished_at=None,
+        epochs_done=0,
+        worker=bindparam("worker"),
+    )
+    .returning(Trial.__table__.c.attempt, Trial.__table__.c.search_id)
+)
+_START_SEARCH = (
+    Search.__table__.update()
+    .where(Search.__table__.c.id == bindparam("search_id"), Search.__table__.c.status == QUEUED)
+    .values(status=RUNNING, started_at=bindparam("now"))
+)
 
 
 def begin_attempt(session: Session, trial_id: int, attempt: int, worker: str) -> tuple:
