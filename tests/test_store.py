@@ -8,7 +8,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, event, select
 from sqlalchemy.orm import Session
 
 from lrsearch import create_app
@@ -100,6 +100,44 @@ def test_postgresql_claims_and_two_runners(postgres_url, app_config):
         finally:
             db.session.remove()
             db.engine.dispose()  # no connection left for the server to drop
+
+
+@pytest.mark.postgres
+def test_the_last_two_trials_ending_at_once_end_their_search(postgres_url, app_config):
+    """Under READ COMMITTED each of two concurrent finishes saw the other trial still running,
+    and neither ended the search: it stayed "running" forever (a flaky two-runner test)."""
+    from flask_migrate import upgrade
+
+    app = create_app({**app_config, "DATABASE_URL": postgres_url})
+    with app.app_context():
+        engine = create_engine(postgres_url)
+        try:
+            upgrade(directory=app.config["MIGRATIONS_DIR"])
+            search = store.create_search(db.session, SearchSpec(trials=2, epochs=1, workers=2))
+            first, second = store.claim_trials(db.session, 2, search_id=search.id)
+            first_settled = threading.Event()
+
+            def finish(trial: tuple[int, int], hold: bool) -> None:
+                with Session(engine) as session:
+                    if hold:  # settle, then keep the transaction open a while
+
+                        @event.listens_for(session, "before_commit")
+                        def hold_commit(_session) -> None:
+                            first_settled.set()
+                            time.sleep(1.0)
+
+                    store.finish_trial(session, *trial, COMPLETED)
+
+            held = threading.Thread(target=finish, args=(first, True))
+            held.start()
+            assert first_settled.wait(30)
+            finish(second, hold=False)  # while the first is settled but not committed
+            held.join(30)
+            assert search_status(search.id) == COMPLETED
+        finally:
+            engine.dispose()
+            db.session.remove()
+            db.engine.dispose()
 
 
 def test_an_idle_runner_sleeps_between_polls(app):

@@ -416,7 +416,13 @@ def cancel_search(session: Session, search_id: int) -> None:
 
 
 def _settle_search(session: Session, search_id: int) -> None:
-    """End the search when every trial has ended."""
+    """End the search when every trial has ended.
+
+    The search's row is locked first: two transactions ending the last two trials would
+    otherwise each count the other's trial as still open (READ COMMITTED), and neither
+    would end the search. Locked, the second counts after the first has committed.
+    """
+    session.execute(select(Search.id).where(Search.id == search_id).with_for_update())
     open_trials = session.execute(
         select(func.count())
         .select_from(Trial)
