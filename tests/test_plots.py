@@ -52,3 +52,47 @@ def test_a_running_trial_has_no_plot_yet(client, make_search):
     trial.status = "running"
     db.session.commit()
     assert client.get(f"/trials/{trial.id}/plot.png").status_code == 404
+
+
+def history(epochs: int, scale: float) -> list[dict[str, float]]:
+    return [
+        {
+            "epoch": e,
+            "loss": scale / e,
+            "val_loss": 1.2 * scale / e,
+            "acc_train": 1 - 0.5 / e,
+            "acc_val": 1 - 0.6 / e,
+        }
+        for e in range(1, epochs + 1)
+    ]
+
+
+def test_a_plot_depends_only_on_its_own_trial(tmp_path):
+    """The one figure a process reuses carries nothing over from the trial drawn before it."""
+    long, short = history(20, 1.0), history(2, 300.0)
+    artifacts.draw_plot(tmp_path / "a.png", "trial a", long)
+    artifacts.draw_plot(tmp_path / "b.png", "trial b", short)
+    artifacts.draw_plot(tmp_path / "a-again.png", "trial a", long)
+    first, again = (tmp_path / "a.png").read_bytes(), (tmp_path / "a-again.png").read_bytes()
+    assert first == again
+    assert first != (tmp_path / "b.png").read_bytes()
+    assert not list(tmp_path.glob("*.tmp.png"))
+
+
+def test_threads_drawing_at_once_each_get_their_own_plot(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    histories = {f"t{i}": history(3 + i, 1.0 + i) for i in range(6)}
+    for name, epochs in histories.items():
+        artifacts.draw_plot(tmp_path / f"{name}-alone.png", name, epochs)
+    with ThreadPoolExecutor(4) as pool:
+        list(
+            pool.map(
+                lambda item: artifacts.draw_plot(tmp_path / f"{item[0]}.png", *item),
+                histories.items(),
+            )
+        )
+    for name in histories:
+        assert (tmp_path / f"{name}.png").read_bytes() == (
+            tmp_path / f"{name}-alone.png"
+        ).read_bytes()
