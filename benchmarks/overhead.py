@@ -1,11 +1,16 @@
 """The share of a search's wall time not spent training: database, logs, plots, scheduling.
 
-Usage: python benchmarks/overhead.py [--quick]
+Usage: python benchmarks/overhead.py [--quick] [--workers N]
 
 overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers)
-Cold: a fresh pool (the CLI's case: process start and dataset loading included).
-Warm: the server's case, whose runner started its pool before the search arrived and
-whose workers have the dataset cached from an earlier search.
+Three runs of each workload, one after the other:
+- first: a new data folder and a fresh pool: worker processes start, and the synthetic
+  data set is generated (once per data folder, ever);
+- cold:  a fresh pool on the same folder: the CLI's case from then on;
+- warm:  the pool of the cold run, still running: the server's case, whose runner keeps its
+  workers (and their mapped data set) between searches.
+The fork server the pools fork from is started before the first run, and its start is
+printed apart: a runner (the server's, or a CLI run) starts it once.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from lrsearch.models import Search
 from lrsearch.search import store
 from lrsearch.search.runner import ProcessSlots, Runner
 from lrsearch.search.spec import parse_spec
+from lrsearch.search.worker import warm_up
 
 WORKLOADS = {
     "mnist-shaped": {
         "dataset": "synthetic:60000x784x10",
         "layers": "784,256,128,10",
-        "trials": 4,
+        "trials": 8,
         "epochs": 5,
     },
     "digits 40x20": {"dataset": "digits", "layers": "64,128,10", "trials": 40, "epochs": 20},
@@ -45,53 +51,68 @@ def timed_search(app, slots: ProcessSlots, settings: dict) -> tuple[float, Searc
 
 
 def measure(name: str, settings: dict, workers: int) -> list[tuple]:
-    """Cold and warm runs of one workload."""
+    """First, cold and warm runs of one workload."""
     rows = []
     with bench_app() as app:
-        slots = ProcessSlots(workers)
+        slots = None
         try:
-            for mode in ("cold", "warm"):
+            for mode in ("first", "cold", "warm"):
+                if mode != "warm":
+                    if slots is not None:
+                        slots.shutdown()
+                    slots = ProcessSlots(workers)
                 wall, search = timed_search(app, slots, settings)
                 assert search.status == "completed", [t.error for t in search.trials]
                 training = sum(t.seconds for t in search.trials)
                 in_trials = sum(
                     (t.finished_at - t.started_at).total_seconds() for t in search.trials
                 )
-                rows.append(
-                    (
-                        name,
-                        mode,
-                        wall,
-                        training,
-                        in_trials,
-                        len(search.trials),
-                        1 - training / (wall * workers),
-                    )
-                )
+                share = 1 - training / (wall * workers)
+                rows.append((name, mode, wall, training, in_trials, len(search.trials), share))
         finally:
-            slots.shutdown()
+            if slots is not None:
+                slots.shutdown()
     return rows
+
+
+def start_fork_server() -> float:
+    """Start the fork server every pool forks from; seconds until a worker answered."""
+    started = time.perf_counter()
+    slots = ProcessSlots(1)
+    try:
+        slots.submit(warm_up).result()
+    finally:
+        slots.shutdown()
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smaller mnist-shaped search")
+    parser.add_argument("--trials", type=int, help="trials of the mnist-shaped search (8)")
     args = parser.parse_args()
     if args.quick:
         WORKLOADS["mnist-shaped"].update(trials=2, epochs=2)
+    if args.trials:
+        WORKLOADS["mnist-shaped"].update(trials=args.trials)
     print(f"# overhead on {machine()}, {args.workers} workers")
+    print(f"fork server started in {start_fork_server():.2f} s (imports, once per runner)")
     print(
         f"{'workload':<14} {'run':<5} {'wall s':>7} {'training s':>10} "
-        f"{'per-trial extra s':>17} {'overhead':>9}"
+        f"{'in-trial extra s':>16} {'outside trials s':>16} {'overhead':>9}"
     )
     for name, settings in WORKLOADS.items():
         for name_, mode, wall, training, in_trials, n, share in measure(
             name, settings, args.workers
         ):
-            extra = (in_trials - training) / n
+            # in-trial: per trial, its time between claim and end not spent in epochs (the
+            # database, log.txt, the plot); outside: per worker, its time in no trial at all
+            # (process start, claims, a worker done before the other)
+            extra, outside = (in_trials - training) / n, wall - in_trials / args.workers
             print(
-                f"{name_:<14} {mode:<5} {wall:>7.2f} {training:>10.2f} {extra:>17.3f} {share:>9.1%}"
+                f"{name_:<14} {mode:<5} {wall:>7.2f} {training:>10.2f} {extra:>16.3f} "
+                f"{outside:>16.3f} {share:>9.1%}"
             )
 
 
