@@ -151,7 +151,7 @@ def test_an_idle_runner_sleeps_between_polls(app):
 
 
 def test_workers_run_as_batch_jobs_with_a_long_time_slice():
-    """Workers yield to the web server, and trade the cores in long turns when oversubscribed."""
+    """Workers are CPU-bound batch jobs that trade the cores in long turns when oversubscribed."""
     from lrsearch.search.runner import ProcessSlots
     from lrsearch.search.worker import TIME_SLICE_NS
 

@@ -70,9 +70,11 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 def batch_scheduling(slice_ns: int = TIME_SLICE_NS) -> bool:
     """Run this process as a CPU-bound batch job: SCHED_BATCH, with a long time slice.
 
-    SCHED_BATCH lets interactive work (the web server) preempt training sooner; the slice
-    (Linux 6.12 and later read sched_runtime as the fair scheduler's slice) keeps workers
-    from trading the cores every few milliseconds when there are more of them than cores.
+    SCHED_BATCH tells the kernel that the process is CPU-bound and not interactive; the
+    slice (Linux 6.12 and later read sched_runtime as the fair scheduler's slice) keeps
+    workers from trading the cores every few milliseconds when there are more of them than
+    cores. The web server's latency under load did not change measurably either way
+    (benchmarks/load.py); a runner started under `nice` keeps its nice value.
     Returns whether the kernel took both; where it refuses, SCHED_BATCH alone is set, and
     where that fails too, nothing changes. Kernels before 6.12 take the call but no slice.
     """
