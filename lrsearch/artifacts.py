@@ -88,6 +88,13 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     tmp.replace(path)
 
 
+def warm_plots() -> None:
+    """Build this process's figure and draw it once (fonts loaded), writing no file."""
+    with _PLOT_LOCK:
+        figure, _ = _plot_figure()
+        figure.savefig(io.BytesIO(), format="png")
+
+
 _PLOT_KEYS = ("loss", "val_loss", "acc_train", "acc_val")
 _PLOT_LOCK = threading.Lock()  # the web server's threads may draw plots too
 

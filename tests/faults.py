@@ -124,3 +124,10 @@ def scheduling_of_this_process() -> dict[str, int | None]:
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "slice_ns": slice_ns,
     }
+
+
+def plot_figure_ready() -> bool:
+    """Whether this process already has its plot figure (inherited from the fork server)."""
+    from lrsearch import artifacts
+
+    return artifacts._plot_figure.cache_info().currsize == 1

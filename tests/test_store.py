@@ -18,6 +18,7 @@ from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
 from tests.faults import (
     RunnerThread,
+    plot_figure_ready,
     scheduling_of_this_process,
     search_status,
     trials,
@@ -166,6 +167,17 @@ def test_workers_run_as_batch_jobs_with_a_long_time_slice():
     if release >= (6, 12):  # the first kernels that take a slice for the fair scheduler
         assert worker["slice_ns"] == TIME_SLICE_NS
     assert scheduling_of_this_process()["policy"] == os.SCHED_OTHER  # the runner itself is not
+
+
+def test_workers_inherit_a_ready_plot_figure_from_the_fork_server():
+    """A worker's first plot costs no font loading or figure building (0.2 s of CPU)."""
+    from lrsearch.search.runner import ProcessSlots
+
+    slots = ProcessSlots(1)
+    try:
+        assert slots.submit(plot_figure_ready).result(timeout=60)
+    finally:
+        slots.shutdown()
 
 
 @pytest.mark.slow

@@ -31,9 +31,8 @@ from lrsearch.training import EpochMetrics, load_dataset, train
 log = logging.getLogger(__name__)
 _blas_limit = None  # keeps threadpoolctl's limit alive for the life of the process
 
-# Modules the fork server imports once, so that every worker forked from it has them:
-# the worker itself (Flask, SQLAlchemy, NumPy) and matplotlib for the plots (0.3 s each).
-PRELOAD = ["lrsearch.search.worker", "matplotlib.figure", "matplotlib.backends.backend_agg"]
+# What the fork server imports once, so that every worker forked from it has it ready.
+PRELOAD = ["lrsearch.search.forkserver"]
 
 # How long a worker may run before the kernel switches to another ready one, when there
 # are more workers than cores: each switch costs the incoming worker its caches (several
@@ -118,7 +117,7 @@ def _exit_with(pid: int) -> None:
 def warm_up() -> None:
     """Import what a trial will need (plotting included) while the process is idle.
 
-    Workers forked from a fork server that preloaded PRELOAD have all of it already.
+    Workers forked from the fork server (see PRELOAD) have all of it already.
     """
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
