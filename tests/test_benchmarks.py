@@ -1,0 +1,57 @@
+"""The benchmark scripts still run and print their tables (small settings; no time asserted)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.slow
+
+
+def run_benchmark(*args: str) -> str:
+    """Run one script from the repository root as a user would; its standard output."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRSEARCH_")}
+    done = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def table_rows(output: str, first_column: str) -> list[list[str]]:
+    return [line.split() for line in output.splitlines() if line.split()[:1] == [first_column]]
+
+
+def test_trainer_benchmark_prints_its_comparison():
+    out = run_benchmark("benchmarks/trainer.py", "--quick", "--no-torch")
+    assert "GFLOP/s achieved" in out
+    assert "| lrsearch (NumPy) |" in out
+    assert "| scikit-learn MLPClassifier.partial_fit |" in out
+    assert not (ROOT / "cache").exists()  # nothing left in the checkout
+
+
+def test_pool_scaling_prints_a_row_per_worker_count():
+    out = run_benchmark("benchmarks/pool_scaling.py", "1", "2", "--rounds", "1", "--skip-mnist")
+    rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["1"], ["2"])]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert rows[0][5] == "1.00x"  # the first count is the base of the speed-up
+
+
+def test_overhead_prints_first_cold_and_warm_runs():
+    out = run_benchmark("benchmarks/overhead.py", "--quick")
+    for workload in ("mnist-shaped", "digits"):
+        runs = [
+            row[1] if workload == "mnist-shaped" else row[2] for row in table_rows(out, workload)
+        ]
+        assert runs == ["first", "cold", "warm"], out
