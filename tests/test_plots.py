@@ -46,6 +46,25 @@ def test_the_servers_runner_draws_left_over_plots_when_idle(app):
         assert not any(t.plot_pending for t in trials(search.id))
 
 
+@pytest.mark.parametrize("threshold, inline", [(0.0, True), (1e9, False)])
+def test_a_worker_draws_the_plot_when_training_took_enough_cpu_time(
+    app, monkeypatch, threshold, inline
+):
+    """Inline after a long trial (CPU seconds against INLINE_AFTER_SECONDS), else left over."""
+    from lrsearch.cli import runner_settings
+    from lrsearch.search import plots
+    from lrsearch.search.worker import run_trial
+
+    monkeypatch.setattr(plots, "INLINE_AFTER_SECONDS", threshold)
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    settings = runner_settings(app)
+    assert run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == COMPLETED
+    [trial] = trials(search.id)
+    assert plot_of(app, trial).exists() is inline
+    assert trial.plot_pending is not inline
+
+
 def test_a_running_trial_has_no_plot_yet(client, make_search):
     search = make_search(trials=1, epochs=2)
     trial = search.trials[0]

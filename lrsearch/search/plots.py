@@ -1,8 +1,8 @@
 """Each trial's matplotlib plot: drawn by the worker when the trial was long, else lazily.
 
-A plot costs about 0.1-0.3 s; a digits trial trains in less. So a worker draws it only
-after a trial that took longer than that many times over, and anything that needs a plot
-(the trial page, the archives, the CLI) draws a missing one from the database.
+A plot costs about 0.06-0.1 s of CPU; a digits trial trains in less. So a worker draws it
+only after a trial whose training took many times that much CPU time, and anything that
+needs a plot (the trial page, the archives, the CLI) draws a missing one from the database.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from lrsearch import artifacts
 from lrsearch.models import TRIAL_FINAL, Epoch, Search, Trial
 from lrsearch.search.sampler import format_lr
 
-INLINE_AFTER_SECONDS = 3.0  # trials that trained longer than this draw their plot at once
+INLINE_AFTER_SECONDS = 3.0  # trials that trained for more CPU seconds draw their plot at once
 
 
 def plot_title(trial: Trial, search: Search) -> str:

@@ -164,6 +164,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
                 stop_reason.append(reason)
             return bool(reason)
 
+        cpu_started = time.process_time()
         result = train(
             data,
             search.layers,
@@ -176,7 +177,9 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             seed=trial.seed,
             on_epoch=on_epoch,
         )
-        inline_plot = sum(e["seconds"] for e in history) >= plots.INLINE_AFTER_SECONDS
+        # CPU time, not wall time: with more workers than cores a trial takes longer, but
+        # its plot is no smaller a share of the work.
+        inline_plot = time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS
         if history and inline_plot:
             plot = folder / artifacts.PLOT_NAME
             title = plots.plot_title(trial, search)
