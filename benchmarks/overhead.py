@@ -1,6 +1,6 @@
 """The share of a search's wall time not spent training: database, logs, plots, scheduling.
 
-Usage: python benchmarks/overhead.py [--quick] [--workers N]
+Usage: python benchmarks/overhead.py [--quick] [--workers N] [--trials N] [--epochs N]
 
 overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers)
 Three runs of each workload, one after the other:
@@ -91,11 +91,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="smaller mnist-shaped search")
     parser.add_argument("--trials", type=int, help="trials of the mnist-shaped search (8)")
+    parser.add_argument("--epochs", type=int, help="epochs of each mnist-shaped trial (5)")
     args = parser.parse_args()
     if args.quick:
         WORKLOADS["mnist-shaped"].update(trials=2, epochs=2)
     if args.trials:
         WORKLOADS["mnist-shaped"].update(trials=args.trials)
+    if args.epochs:
+        WORKLOADS["mnist-shaped"].update(epochs=args.epochs)
     print(f"# overhead on {machine()}, {args.workers} workers")
     print(f"fork server started in {start_fork_server():.2f} s (imports, once per runner)")
     print(
