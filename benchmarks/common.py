@@ -20,6 +20,7 @@ from lrsearch.models import Search  # noqa: E402
 from lrsearch.search import store  # noqa: E402
 from lrsearch.search.runner import ProcessSlots, Runner  # noqa: E402
 from lrsearch.search.spec import parse_spec  # noqa: E402
+from lrsearch.search.worker import warm_up  # noqa: E402
 from lrsearch.training.datasets import clear_dataset_cache, load_dataset  # noqa: E402
 
 
@@ -57,15 +58,40 @@ def shared_datasets(*specs: str):
         yield Path(folder)
 
 
-def run_search(app, workers: int, **settings) -> tuple[float, Search]:
-    """Create a search and run it to its end on `workers` fresh processes; wall seconds."""
+def run_search(
+    app, workers: int, *, slots: ProcessSlots | None = None, **settings
+) -> tuple[float, Search]:
+    """Create a search and run it to its end; wall seconds from its creation to its end.
+
+    It runs on `workers` fresh processes, or on `slots` given, which are left running for
+    the next search (the server's case: its runner keeps its pool).
+    """
     spec = parse_spec({**settings, "workers": workers}, app.config)
     started = time.perf_counter()
     search = store.create_search(db.session, spec)
-    Runner(runner_settings(app), ProcessSlots(workers), search.id).run(until_done=True)
+    keep = slots is not None
+    runner = Runner(
+        runner_settings(app), slots or ProcessSlots(workers), search.id, keep_slots=keep
+    )
+    runner.run(until_done=True)
     wall = time.perf_counter() - started
     db.session.expire_all()
     return wall, db.session.get(Search, search.id)
+
+
+def start_fork_server() -> float:
+    """Start the fork server every pool forks from; seconds until a worker answered.
+
+    It imports the worker's modules and prepares plotting once, for every later pool;
+    benchmarks of searches start it before any timing, as a runner does once.
+    """
+    started = time.perf_counter()
+    slots = ProcessSlots(1)
+    try:
+        slots.submit(warm_up).result()
+    finally:
+        slots.shutdown()
+    return time.perf_counter() - started
 
 
 def machine() -> str:

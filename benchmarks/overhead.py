@@ -16,17 +16,10 @@ printed apart: a runner (the server's, or a CLI run) starts it once.
 from __future__ import annotations
 
 import argparse
-import time
 
-from common import bench_app, machine
+from common import bench_app, machine, run_search, start_fork_server
 
-from lrsearch.cli import runner_settings
-from lrsearch.extensions import db
-from lrsearch.models import Search
-from lrsearch.search import store
-from lrsearch.search.runner import ProcessSlots, Runner
-from lrsearch.search.spec import parse_spec
-from lrsearch.search.worker import warm_up
+from lrsearch.search.runner import ProcessSlots
 
 WORKLOADS = {
     "mnist-shaped": {
@@ -37,17 +30,6 @@ WORKLOADS = {
     },
     "digits 40x20": {"dataset": "digits", "layers": "64,128,10", "trials": 40, "epochs": 20},
 }
-
-
-def timed_search(app, slots: ProcessSlots, settings: dict) -> tuple[float, Search]:
-    """Run one search on the given slots (kept alive); wall seconds from creation to end."""
-    spec = parse_spec({**settings, "workers": len(slots.slots)}, app.config)
-    started = time.perf_counter()
-    search = store.create_search(db.session, spec)
-    Runner(runner_settings(app), slots, search.id, keep_slots=True).run(until_done=True)
-    wall = time.perf_counter() - started
-    db.session.expire_all()
-    return wall, db.session.get(Search, search.id)
 
 
 def measure(name: str, settings: dict, workers: int) -> list[tuple]:
@@ -61,7 +43,7 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
                     if slots is not None:
                         slots.shutdown()
                     slots = ProcessSlots(workers)
-                wall, search = timed_search(app, slots, settings)
+                wall, search = run_search(app, workers, slots=slots, **settings)
                 assert search.status == "completed", [t.error for t in search.trials]
                 training = sum(t.seconds for t in search.trials)
                 in_trials = sum(
@@ -73,17 +55,6 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
             if slots is not None:
                 slots.shutdown()
     return rows
-
-
-def start_fork_server() -> float:
-    """Start the fork server every pool forks from; seconds until a worker answered."""
-    started = time.perf_counter()
-    slots = ProcessSlots(1)
-    try:
-        slots.submit(warm_up).result()
-    finally:
-        slots.shutdown()
-    return time.perf_counter() - started
 
 
 def main() -> None:

@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from common import bench_app, machine, run_search, shared_datasets
-
-from lrsearch.search.runner import ProcessSlots
-from lrsearch.search.worker import warm_up as warm_up_worker
+from common import bench_app, machine, run_search, shared_datasets, start_fork_server
 
 MNIST_SHAPED = {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10", "epochs": 2}
 DIGITS = {"dataset": "digits", "layers": "64,128,10", "epochs": 20}
@@ -40,7 +37,7 @@ def main() -> None:
     parser.add_argument("--skip-mnist", action="store_true")
     args = parser.parse_args()
     print(f"# pool_scaling on {machine()}; median of {args.rounds} round(s)")
-    warm_up()
+    start_fork_server()
     with shared_datasets(MNIST_SHAPED["dataset"]) as datasets:
         if not args.skip_mnist:
             print("\nmnist-shaped: synthetic:60000x784x10, 784-256-128-10, 2 epochs per trial")
@@ -52,15 +49,6 @@ def main() -> None:
         trials = max(40, 2 * max(args.workers))
         print(f"\ndigits: {trials} trials x 20 epochs, 64-128-10 (one search, end to end)")
         table(measure(args.workers, args.rounds, lambda n: {**DIGITS, "trials": trials}, datasets))
-
-
-def warm_up() -> None:
-    """Start the fork server (it imports the worker's modules once, for every pool)."""
-    slots = ProcessSlots(1)
-    try:
-        slots.submit(warm_up_worker).result()
-    finally:
-        slots.shutdown()
 
 
 def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool = False):
