@@ -23,8 +23,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(data_dir: str, web_workers: int = 2, workers: int = 2, **env: str):
-    """gunicorn with gunicorn.conf.py on 127.0.0.1; yields (host, port, process)."""
+def server(data_dir: str, web_workers: int = 2, workers: int = 2, log=None, **env: str):
+    """gunicorn with gunicorn.conf.py on 127.0.0.1; yields (host, port, process).
+
+    log: an open file for the server's output (discarded without one). At the end the
+    server gets SIGTERM; one that has not stopped 30 s later is killed, and that raises.
+    """
     port = free_port()
     environment = {
         **os.environ,
@@ -39,8 +43,8 @@ def server(data_dir: str, web_workers: int = 2, workers: int = 2, **env: str):
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
         cwd=ROOT,
         env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
     )
     try:
         wait_until_up("127.0.0.1", port, process)
@@ -52,6 +56,7 @@ def server(data_dir: str, web_workers: int = 2, workers: int = 2, **env: str):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            raise RuntimeError("gunicorn did not stop within 30 s of SIGTERM") from None
 
 
 def wait_until_up(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> None:

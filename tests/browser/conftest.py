@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks.serve import free_port, wait_until_up
+from benchmarks import serve
 from tests.faults import children_of, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,45 +39,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> Iterator[str]:
-    """gunicorn with its one runner on a fresh data folder; its base URL."""
-    port = free_port()
+    """gunicorn with its one runner on a fresh data folder; its base URL.
+
+    Once stopped, none of its processes (web workers, runner, worker pool) may be left.
+    """
     data_dir = tmp_path_factory.mktemp("server-data")
-    env = {
-        **os.environ,
-        "LRSEARCH_DATA_DIR": str(data_dir),
-        "LRSEARCH_BIND": f"127.0.0.1:{port}",
-        "LRSEARCH_WORKERS": "2",
-        "LRSEARCH_SECRET_KEY": "test",
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = (data_dir / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up("127.0.0.1", port, server)
-        yield url
-    finally:
-        family = children_of(server.pid)
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-            pytest.fail("gunicorn did not stop within 30 s of SIGTERM")
-        finally:
-            log.close()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and any(pid_alive(p) for p in family):
-            time.sleep(0.1)
-        left = sorted(p for p in family if pid_alive(p))
-        assert not left, f"processes left after the server stopped: {left}"
+    env = {"LRSEARCH_SECRET_KEY": "test", "PYTHONUNBUFFERED": "1"}
+    with (data_dir / "server.log").open("w") as log:
+        with serve.server(str(data_dir), log=log, **env) as (host, port, process):
+            yield f"http://{host}:{port}"
+            family = children_of(process.pid)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(pid_alive(p) for p in family):
+        time.sleep(0.1)
+    left = sorted(p for p in family if pid_alive(p))
+    assert not left, f"processes left after the server stopped: {left}"
 
 
 @pytest.fixture(scope="session")
