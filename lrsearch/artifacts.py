@@ -11,6 +11,7 @@ import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 LOG_NAME = "log.txt"
 PLOT_NAME = "curves.png"
@@ -51,21 +52,18 @@ def log_line(
     )
 
 
-def start_log(folder: Path, attempt: int) -> Path:
-    """Make the trial folder; an earlier attempt's log is kept beside as log.attempt-N.txt."""
+def start_log(folder: Path, attempt: int) -> TextIO:
+    """Make the trial folder and open a new log.txt for its lines.
+
+    The file is line-buffered: each line reaches the OS as it is written, so a crash keeps
+    every finished epoch. An earlier attempt's log is kept beside as log.attempt-N.txt.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOG_NAME
     if attempt > 1 and path.exists():
         path.replace(folder / f"log.attempt-{attempt - 1}.txt")
     (folder / PLOT_NAME).unlink(missing_ok=True)  # an earlier attempt's
-    path.write_text("")
-    return path
-
-
-def append_log(path: Path, line: str) -> None:
-    """Append one line and flush it to the OS, so a crash keeps every finished epoch."""
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line + "\n")
+    return path.open("w", encoding="utf-8", buffering=1)
 
 
 def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> None:

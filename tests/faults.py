@@ -94,20 +94,22 @@ def children_of(pid: int) -> list[int]:
 
 
 def write_epochs(database_url: str, trial_id: int, epochs: int) -> int:
-    """In a child process: write `epochs` rows for one trial, each twice (a retried write)."""
+    """In a child process: write `epochs` rows for one trial, each twice (a retried write).
+
+    It writes as a worker does, on one connection held for the trial.
+    """
     from sqlalchemy import create_engine
-    from sqlalchemy.orm import Session
 
     from lrsearch.search import store
     from lrsearch.training import EpochMetrics
 
     engine = create_engine(database_url)
-    with Session(engine) as session:
+    with engine.connect() as connection:
         for epoch in range(1, epochs + 1):
             metrics = EpochMetrics(epoch, epochs, 1.0 / epoch, 0.5, 1.0 / epoch, 0.5, 0.001)
             summary = {"final_val_acc": 0.5}
             for _ in range(2):
-                store.write_epoch(session, trial_id, 1, metrics, summary)
+                store.write_epoch(connection, trial_id, 1, metrics, summary)
     engine.dispose()
     return epochs
 

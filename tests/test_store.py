@@ -201,3 +201,81 @@ def test_the_runner_takes_any_executor(app):
     db.session.rollback()  # end the test's read snapshot: the runner wrote on its own engine
     assert search_status(search.id) == COMPLETED
     assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
+
+
+@pytest.mark.parametrize("on", ["session", "connection"])
+def test_an_epoch_write_commits_and_says_when_to_stop(app, on):
+    """write_epoch on a Session (the web app's) or a bare Connection (a worker's) alike."""
+    from lrsearch.training import EpochMetrics
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    engine = create_engine(app.config["DATABASE_URL"])
+    with engine.connect() as connection, Session(engine) as session:
+        writer = session if on == "session" else connection
+
+        def write(epoch: int, attempt: int = attempt) -> str | None:
+            metrics = EpochMetrics(epoch, 3, 1.0, 0.5, 1.2, 0.4 + epoch / 10, 0.01)
+            return store.write_epoch(writer, trial_id, attempt, metrics, {"epochs_done": epoch})
+
+        assert write(1) is None and write(1) is None  # a retried write adds nothing
+        assert not writer.in_transaction()  # committed: nothing held between epochs
+        assert write(2, attempt=attempt + 1) == "lost"  # not this attempt's trial
+        store.cancel_search(db.session, search.id)
+        assert write(2) == "cancelled"
+    engine.dispose()
+    db.session.expire_all()
+    rows = db.session.execute(
+        select(Epoch.epoch).where(Epoch.trial_id == trial_id, Epoch.attempt == attempt)
+    ).all()
+    assert [epoch for (epoch,) in rows] == [1, 2]
+    assert trials(search.id)[0].epochs_done == 2
+
+
+def test_a_worker_holds_one_connection_for_a_whole_trial(app, monkeypatch):
+    """Start, every epoch and end on one checkout: no pool round trip or ping per epoch."""
+    from lrsearch.cli import runner_settings
+    from lrsearch.search import worker
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=4, workers=1))
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    settings = runner_settings(app)
+    engine = worker.worker_engine(settings.database_url)
+    checkouts = []
+
+    def count(*_) -> None:
+        checkouts.append(1)
+
+    event.listen(engine, "checkout", count)
+    try:
+        status = worker.run_trial(trial_id, attempt, settings.database_url, settings.data_dir)
+    finally:
+        event.remove(engine, "checkout", count)
+    assert status == COMPLETED and len(checkouts) == 1
+    assert trials(search.id)[0].epochs_done == 4
+
+
+def test_log_txt_holds_each_finished_epoch_while_the_trial_runs(app, monkeypatch):
+    """Each line reaches the file as its epoch ends, so a killed worker loses none."""
+    from lrsearch import artifacts
+    from lrsearch.cli import runner_settings
+    from lrsearch.search import worker
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=4, workers=1))
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    trial = trials(search.id)[0]
+    log = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
+    lines_seen = []
+    real_write = worker.write_epoch
+
+    def write_epoch(connection, trial_id, attempt, metrics, summary):
+        lines_seen.append(len((log / artifacts.LOG_NAME).read_text().splitlines()))
+        return real_write(connection, trial_id, attempt, metrics, summary)
+
+    monkeypatch.setattr(worker, "write_epoch", write_epoch)
+    settings = runner_settings(app)
+    assert worker.run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == (
+        COMPLETED
+    )
+    assert lines_seen == [0, 1, 2, 3]  # epoch N's write comes after N-1's line was flushed
+    assert len((log / artifacts.LOG_NAME).read_text().splitlines()) == 4

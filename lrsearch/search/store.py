@@ -1,7 +1,8 @@
 """Every write of the search engine, as short transactions on a SQLAlchemy session.
 
 Used by the web app (Flask-SQLAlchemy's session), the runner and the worker processes
-(plain sessions on their own engines) alike.
+(plain sessions on their own engines) alike. The per-epoch write also takes a bare
+Connection, which is what a worker gives it: see `write_epoch`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -38,7 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def retry_transaction(session: Session, work: Callable[[Session], T], attempts: int = 8) -> T:
+def retry_transaction(
+    session: Session | Connection, work: Callable[[Session | Connection], T], attempts: int = 8
+) -> T:
     """Run `work` and commit; on a locked or busy database roll back, wait, try again."""
     for attempt in range(1, attempts + 1):
         try:
@@ -210,7 +213,7 @@ _UPDATE_RUNNING_TRIAL = (
 
 
 def write_epoch(
-    session: Session,
+    session: Session | Connection,
     trial_id: int,
     attempt: int,
     metrics: EpochMetrics,
@@ -220,6 +223,9 @@ def write_epoch(
 
     Returns None to go on, or why the trial must stop: "cancelled" or "lost" (the
     trial is no longer this attempt's, e.g. it was re-queued after a stale heartbeat).
+    Given a Connection, it commits on that connection, without a Session's bookkeeping:
+    about half the CPU (0.6 against 1.0-1.3 ms after an epoch of training has evicted it
+    from the caches), which matters when epochs take milliseconds, as on digits.
     """
     row = {
         "trial_id": trial_id,
@@ -239,8 +245,9 @@ def write_epoch(
         **summary,
     }
 
-    def work(s: Session) -> str | None:
-        insert_once = _INSERT_EPOCH_ONCE.get(s.get_bind().dialect.name)
+    def work(s: Session | Connection) -> str | None:
+        dialect = s.dialect if isinstance(s, Connection) else s.get_bind().dialect
+        insert_once = _INSERT_EPOCH_ONCE.get(dialect.name)
         if insert_once is not None:
             s.execute(insert_once, row)
         elif s.execute(_EPOCH_EXISTS, row).first() is None:

@@ -139,18 +139,23 @@ class LogFolderError(RuntimeError):
 
 
 def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
-    """Train one trial in this worker process; return its final status."""
-    with Session(worker_engine(database_url)) as session:
+    """Train one trial in this worker process; return its final status.
+
+    One connection serves the trial: the session's transactions (its start and end) and,
+    without a session's bookkeeping, each epoch's write (see store.write_epoch).
+    """
+    with worker_engine(database_url).connect() as connection, Session(connection) as session:
         trial, search = begin_attempt(session, trial_id, attempt, worker_name())
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
-        log_path = _writing(folder, lambda: artifacts.start_log(folder, attempt))
         data = load_dataset(search.dataset, artifacts.datasets_root(data_dir), seed=search.seed)
+        log_path = folder / artifacts.LOG_NAME
+        log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
         history: list[dict[str, float]] = []
         stop_reason: list[str] = []
 
         def on_epoch(metrics: EpochMetrics) -> bool:
             history.append(asdict(metrics))
-            reason = write_epoch(session, trial_id, attempt, metrics, summarize(history))
+            reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history))
             line = artifacts.log_line(
                 metrics.epoch,
                 metrics.epochs,
@@ -159,24 +164,27 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
                 metrics.val_loss,
                 metrics.acc_val,
             )
-            _writing(log_path, lambda: artifacts.append_log(log_path, line))
+            _writing(log_path, lambda: log_file.write(line + "\n"))
             if reason:
                 stop_reason.append(reason)
             return bool(reason)
 
         cpu_started = time.process_time()
-        result = train(
-            data,
-            search.layers,
-            trial.lr,
-            epochs=search.epochs,
-            batch_size=search.batch_size,
-            beta1=search.beta1,
-            beta2=search.beta2,
-            eps=search.eps,
-            seed=trial.seed,
-            on_epoch=on_epoch,
-        )
+        try:
+            result = train(
+                data,
+                search.layers,
+                trial.lr,
+                epochs=search.epochs,
+                batch_size=search.batch_size,
+                beta1=search.beta1,
+                beta2=search.beta2,
+                eps=search.eps,
+                seed=trial.seed,
+                on_epoch=on_epoch,
+            )
+        finally:
+            _writing(log_path, log_file.close)
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
         # its plot is no smaller a share of the work.
         inline_plot = time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS
