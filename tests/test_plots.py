@@ -115,3 +115,15 @@ def test_threads_drawing_at_once_each_get_their_own_plot(tmp_path):
         assert (tmp_path / f"{name}.png").read_bytes() == (
             tmp_path / f"{name}-alone.png"
         ).read_bytes()
+
+
+@pytest.mark.parametrize("epochs, scale", [(20, 1.0), (2, 300.0), (1, 1e-6), (1000, 5e6)])
+def test_titles_and_labels_stay_where_matplotlib_places_them(tmp_path, monkeypatch, epochs, scale):
+    """The figure fixes their places once instead of measuring tick labels on every draw."""
+    title, epochs_ = "lr=1.00e-03  (digits, trial 0)", history(epochs, scale)
+    artifacts.draw_plot(tmp_path / "fixed.png", title, epochs_)
+    monkeypatch.setattr(artifacts, "_keep_places", lambda figure: None)
+    auto = artifacts._plot_figure.__wrapped__()  # matplotlib measures on every draw
+    monkeypatch.setattr(artifacts, "_plot_figure", lambda: auto)
+    artifacts.draw_plot(tmp_path / "auto.png", title, epochs_)
+    assert (tmp_path / "fixed.png").read_bytes() == (tmp_path / "auto.png").read_bytes()
