@@ -168,20 +168,23 @@ _START_SEARCH = (
 
 def begin_attempt(session: Session, trial_id: int, attempt: int, worker: str) -> tuple:
     """Record which process runs this attempt; return (trial, search), detached."""
-    retry_transaction(
-        session,
-        lambda s: s.execute(
-            update(Trial)
-            .where(Trial.id == trial_id, Trial.attempt == attempt)
-            .values(worker=worker, heartbeat_at=utcnow())
-        ),
-    )
-    trial, search = session.execute(
-        select(Trial, Search).join(Search).where(Trial.id == trial_id)
-    ).one()
+    values = {"trial_id_": trial_id, "attempt_": attempt, "worker_": worker, "now": utcnow()}
+    retry_transaction(session, lambda s: s.execute(_BEGIN, values))
+    trial, search = session.execute(_TRIAL_AND_SEARCH, {"trial_id": trial_id}).one()
     session.expunge_all()
     session.rollback()
     return trial, search
+
+
+_BEGIN = (
+    Trial.__table__.update()
+    .where(
+        Trial.__table__.c.id == bindparam("trial_id_"),
+        Trial.__table__.c.attempt == bindparam("attempt_"),
+    )
+    .values(worker=bindparam("worker_"), heartbeat_at=bindparam("now"))
+)
+_TRIAL_AND_SEARCH = select(Trial, Search).join(Search).where(Trial.id == bindparam("trial_id"))
 
 
 # The per-epoch statements, built once: Core on the tables, no ORM work per epoch.
@@ -269,25 +272,44 @@ def finish_trial(
     plot_pending: bool = False,
 ) -> bool:
     """End a running attempt in `status`; False if the trial was not this attempt's."""
+    values = {
+        "trial_id_": trial_id,
+        "attempt_": attempt,
+        "status_": status,
+        "now": utcnow(),
+        "error_": error,
+        "plot_pending_": plot_pending,
+    }
 
     def work(s: Session) -> bool:
-        now = utcnow()
-        done = s.execute(
-            update(Trial)
-            .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.status == RUNNING)
-            .values(
-                status=status,
-                finished_at=now,
-                heartbeat_at=now,
-                error=error,
-                plot_pending=plot_pending,
-            )
-        ).rowcount
-        search_id = s.execute(select(Trial.search_id).where(Trial.id == trial_id)).scalar_one()
+        ended = s.execute(_FINISH, values).first()
+        if ended is None:  # not this attempt's: its search may still need settling
+            search_id = s.execute(_SEARCH_OF_TRIAL, {"trial_id": trial_id}).scalar_one()
+        else:
+            search_id = ended.search_id
         _settle_search(s, search_id)
-        return bool(done)
+        return ended is not None
 
     return retry_transaction(session, work)
+
+
+_FINISH = (
+    _trial.update()
+    .where(
+        _trial.c.id == bindparam("trial_id_"),
+        _trial.c.attempt == bindparam("attempt_"),
+        _trial.c.status == RUNNING,
+    )
+    .values(
+        status=bindparam("status_"),
+        finished_at=bindparam("now"),
+        heartbeat_at=bindparam("now"),
+        error=bindparam("error_"),
+        plot_pending=bindparam("plot_pending_"),
+    )
+    .returning(_trial.c.search_id)
+)
+_SEARCH_OF_TRIAL = select(_trial.c.search_id).where(_trial.c.id == bindparam("trial_id"))
 
 
 def take_pending_plots(session: Session, limit: int) -> list[int]:
@@ -429,13 +451,8 @@ def _settle_search(session: Session, search_id: int) -> None:
     otherwise each count the other's trial as still open (READ COMMITTED), and neither
     would end the search. Locked, the second counts after the first has committed.
     """
-    session.execute(select(Search.id).where(Search.id == search_id).with_for_update())
-    open_trials = session.execute(
-        select(func.count())
-        .select_from(Trial)
-        .where(Trial.search_id == search_id, Trial.status.not_in(TRIAL_FINAL))
-    ).scalar_one()
-    if open_trials:
+    session.execute(_LOCK_SEARCH, {"search_id": search_id})
+    if session.execute(_OPEN_TRIALS, {"search_id": search_id}).scalar_one():
         return
     search = session.get(Search, search_id)
     if search is None or search.status in SEARCH_FINAL:
@@ -443,6 +460,14 @@ def _settle_search(session: Session, search_id: int) -> None:
     search.status = CANCELLED if search.cancel_requested else COMPLETED
     search.finished_at = utcnow()
     search.started_at = search.started_at or search.finished_at
+
+
+_LOCK_SEARCH = select(_search.c.id).where(_search.c.id == bindparam("search_id")).with_for_update()
+_OPEN_TRIALS = (
+    select(func.count())
+    .select_from(_trial)
+    .where(_trial.c.search_id == bindparam("search_id"), _trial.c.status.not_in(TRIAL_FINAL))
+)
 
 
 def stale_bound(seconds: float) -> datetime:
