@@ -7,13 +7,14 @@ Connection, which is what a worker gives it: see `write_epoch`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, Select, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -99,10 +100,7 @@ def claim_trials(
     """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt)."""
     if limit <= 0:
         return []
-    if search_id is None:
-        query = _CANDIDATES.limit(limit * 4 + 16)
-    else:
-        query = _CANDIDATES_OF_SEARCH.limit(limit * 4 + 16)
+    query = _candidates(search_id is not None, limit * 4 + 16)
     candidates = session.execute(query, {"search_id": search_id}).all()
     session.rollback()  # end the read; each claim below is its own transaction
     claimed: list[tuple[int, int]] = []
@@ -144,6 +142,14 @@ _CANDIDATES = (
     .order_by(Trial.search_id, Trial.index)
 )
 _CANDIDATES_OF_SEARCH = _CANDIDATES.where(Trial.search_id == bindparam("search_id"))
+
+
+@functools.cache
+def _candidates(of_search: bool, limit: int) -> Select:
+    """One statement object per limit: a new one per claim would be keyed afresh each time."""
+    return (_CANDIDATES_OF_SEARCH if of_search else _CANDIDATES).limit(limit)
+
+
 # Core statements on the tables: the ORM's bookkeeping for an update cost more than the update.
 _CLAIM = (
     Trial.__table__.update()
