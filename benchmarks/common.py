@@ -60,11 +60,13 @@ def shared_datasets(*specs: str):
 
 def run_search(
     app, workers: int, *, slots: ProcessSlots | None = None, **settings
-) -> tuple[float, Search]:
-    """Create a search and run it to its end; wall seconds from its creation to its end.
+) -> tuple[float, float, Search]:
+    """Create a search and run it to its end, as the command line does.
 
-    It runs on `workers` fresh processes, or on `slots` given, which are left running for
-    the next search (the server's case: its runner keeps its pool).
+    Returns the wall seconds from its creation until its last trial ended, and until the
+    runner returned (the plots that short trials left for later drawn by then), and the
+    search. It runs on `workers` fresh processes, or on `slots` given, which are left
+    running for the next search (the server's case: its runner keeps its pool).
     """
     spec = parse_spec({**settings, "workers": workers}, app.config)
     started = time.perf_counter()
@@ -73,10 +75,11 @@ def run_search(
     runner = Runner(
         runner_settings(app), slots or ProcessSlots(workers), search.id, keep_slots=keep
     )
-    runner.run(until_done=True)
-    wall = time.perf_counter() - started
+    ended = []
+    runner.run(until_done=True, on_end=lambda: ended.append(time.perf_counter() - started))
+    returned = time.perf_counter() - started
     db.session.expire_all()
-    return wall, db.session.get(Search, search.id)
+    return ended[0], returned, db.session.get(Search, search.id)
 
 
 def start_fork_server() -> float:

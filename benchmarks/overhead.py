@@ -1,8 +1,12 @@
 """The share of a search's wall time not spent training: database, logs, plots, scheduling.
 
 Usage: python benchmarks/overhead.py [--quick] [--workers N] [--trials N] [--epochs N]
+                                     [--cli-runs N]
 
-overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers)
+overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers),
+the wall time running from the search's creation to the end of its last trial. The plots
+that short trials leave for later are drawn after that, by the idle workers, before the
+runner returns (`plots after`), as the command line does; the server draws them in idle time.
 Three runs of each workload, one after the other:
 - first: a new data folder and a fresh pool: worker processes start, and the synthetic
   data set is generated (once per data folder, ever);
@@ -11,11 +15,20 @@ Three runs of each workload, one after the other:
   workers (and their mapped data set) between searches.
 The fork server the pools fork from is started before the first run, and its start is
 printed apart: a runner (the server's, or a CLI run) starts it once.
+Last, the digits search through the command line, end to end as a user sees it: a new
+process (its imports, the fork server's start, the search, then the left-over plots), on a
+new data folder each run; the seconds until the ranking was printed and until it exited.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 from common import bench_app, machine, run_search, start_fork_server
 
@@ -43,14 +56,17 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
                     if slots is not None:
                         slots.shutdown()
                     slots = ProcessSlots(workers)
-                wall, search = run_search(app, workers, slots=slots, **settings)
+                wall, returned, search = run_search(app, workers, slots=slots, **settings)
                 assert search.status == "completed", [t.error for t in search.trials]
                 training = sum(t.seconds for t in search.trials)
                 in_trials = sum(
                     (t.finished_at - t.started_at).total_seconds() for t in search.trials
                 )
                 share = 1 - training / (wall * workers)
-                rows.append((name, mode, wall, training, in_trials, len(search.trials), share))
+                plots = returned - wall
+                rows.append(
+                    (name, mode, wall, training, in_trials, len(search.trials), share, plots)
+                )
         finally:
             if slots is not None:
                 slots.shutdown()
@@ -63,6 +79,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller mnist-shaped search")
     parser.add_argument("--trials", type=int, help="trials of the mnist-shaped search (8)")
     parser.add_argument("--epochs", type=int, help="epochs of each mnist-shaped trial (5)")
+    parser.add_argument("--cli-runs", type=int, default=3, help="command-line runs (3)")
     args = parser.parse_args()
     if args.quick:
         WORKLOADS["mnist-shaped"].update(trials=2, epochs=2)
@@ -74,10 +91,10 @@ def main() -> None:
     print(f"fork server started in {start_fork_server():.2f} s (imports, once per runner)")
     print(
         f"{'workload':<14} {'run':<5} {'wall s':>7} {'training s':>10} "
-        f"{'in-trial extra s':>16} {'outside trials s':>16} {'overhead':>9}"
+        f"{'in-trial extra s':>16} {'outside trials s':>16} {'overhead':>9} {'plots after s':>13}"
     )
     for name, settings in WORKLOADS.items():
-        for name_, mode, wall, training, in_trials, n, share in measure(
+        for name_, mode, wall, training, in_trials, n, share, plots in measure(
             name, settings, args.workers
         ):
             # in-trial: per trial, its time between claim and end not spent in epochs (the
@@ -86,8 +103,40 @@ def main() -> None:
             extra, outside = (in_trials - training) / n, wall - in_trials / args.workers
             print(
                 f"{name_:<14} {mode:<5} {wall:>7.2f} {training:>10.2f} {extra:>16.3f} "
-                f"{outside:>16.3f} {share:>9.1%}"
+                f"{outside:>16.3f} {share:>9.1%} {plots:>13.2f}"
             )
+    if args.cli_runs:
+        digits = WORKLOADS["digits 40x20"]
+        shape = f"{digits['trials']} x {digits['epochs']} digits"
+        print(f"\ncommand line: {shape}, {args.workers} workers, a new data folder each run")
+        print(f"{'run':>3} {'ranking printed s':>17} {'exited s':>8} {'plots':>5}")
+        for run in range(1, args.cli_runs + 1):
+            ranked, exited, plots = command_line(digits, args.workers, seed=run)
+            print(f"{run:>3} {ranked:>17.2f} {exited:>8.2f} {plots:>5}")
+
+
+def command_line(settings: dict, workers: int, seed: int) -> tuple[float, float, int]:
+    """Run `flask lrsearch run` on a new data folder: seconds to its ranking and to its exit."""
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory(prefix="lrsearch-bench-cli-") as data_dir:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LRSEARCH_")}
+        env["LRSEARCH_DATA_DIR"] = data_dir
+        command = [sys.executable, "-m", "flask", "--app", "app", "lrsearch", "run"]
+        for option in ("dataset", "layers", "trials", "epochs"):
+            command += [f"--{option}", str(settings[option])]
+        command += ["--workers", str(workers), "--seed", str(seed)]
+        started = time.perf_counter()
+        with subprocess.Popen(
+            command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        ) as process:
+            ranked = None
+            for line in process.stdout:
+                if ranked is None and line.lstrip().startswith("rank"):
+                    ranked = time.perf_counter() - started
+        exited = time.perf_counter() - started
+        assert process.returncode == 0 and ranked is not None, process.returncode
+        plots = len(list(Path(data_dir).glob("logs/*/*/curves.png")))
+    return ranked, exited, plots
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool
         for n in workers:
             with bench_app(datasets, MAX_WORKERS=256) as app:
                 search_settings = settings(n)
-                wall, search = run_search(app, n, **search_settings)
+                wall, _, search = run_search(app, n, **search_settings)
                 assert search.status == "completed", search.status
                 epochs = search_settings["trials"] * search_settings["epochs"]
                 rate = epochs / wall if per_epoch else 1 / wall

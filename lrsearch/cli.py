@@ -108,21 +108,32 @@ def run_command(**options: str | None) -> None:
     )
     runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
     progress = Progress(search.id, spec.trials * spec.epochs)
+    reported = []
+
+    def report() -> None:
+        """The answer, as soon as every trial has ended (the workers draw plots after)."""
+        progress.update(final=True)
+        db.session.expire_all()
+        print_search(db.session.get(Search, search.id))
+        sys.stdout.flush()  # the answer now, even into a pipe, while the plots are drawn
+        db.session.rollback()
+        reported.append(True)
+
     previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
     try:
-        runner.run(until_done=True, on_tick=progress.update)
+        runner.run(until_done=True, on_tick=progress.update, on_end=report)
     except KeyboardInterrupt:
         click.echo("\ncancelling...", err=True)
         store.cancel_search(db.session, search.id)
         runner.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    progress.update(final=True)
     db.session.expire_all()
     search = db.session.get(Search, search.id)
     for trial in search.trials:  # the log folder is for people: give every trial its plot
         plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
-    print_search(search)
+    if not reported:
+        report()
 
 
 class Progress:

@@ -48,10 +48,12 @@ def test_pool_scaling_prints_a_row_per_worker_count():
     assert rows[0][5] == "1.00x"  # the first count is the base of the speed-up
 
 
-def test_overhead_prints_first_cold_and_warm_runs():
-    out = run_benchmark("benchmarks/overhead.py", "--quick")
+def test_overhead_prints_first_cold_and_warm_runs_and_the_command_line():
+    out = run_benchmark("benchmarks/overhead.py", "--quick", "--cli-runs", "1")
     for workload in ("mnist-shaped", "digits"):
         runs = [
             row[1] if workload == "mnist-shaped" else row[2] for row in table_rows(out, workload)
         ]
         assert runs == ["first", "cold", "warm"], out
+    [cli] = table_rows(out, "1")  # run 1: seconds to the ranking, to the exit, plots drawn
+    assert float(cli[1]) < float(cli[2]) and cli[3] == "40", out

@@ -22,11 +22,20 @@ def plot_of(app, trial):
     return folder / artifacts.PLOT_NAME
 
 
-@pytest.mark.slow
+def run_short_trials(app, search) -> None:
+    """Run a search's trials here, one after the other: each leaves its plot for later."""
+    from lrsearch.cli import runner_settings
+    from lrsearch.search.worker import run_trial
+
+    settings = runner_settings(app)
+    while claimed := store.claim_trials(db.session, 1, search_id=search.id):
+        [(trial_id, attempt)] = claimed
+        assert run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == COMPLETED
+
+
 def test_a_short_trials_plot_is_drawn_when_first_asked_for(app, client):
     search = store.create_search(db.session, SearchSpec(trials=2, epochs=3, workers=2))
-    with RunnerThread(app, workers=2, search_id=search.id):
-        wait_for(lambda: search_status(search.id) == COMPLETED, 60)
+    run_short_trials(app, search)
     first, second = trials(search.id)
     assert first.plot_pending and not plot_of(app, first).exists()
     with client.get(f"/trials/{first.id}/plot.png") as response:
@@ -35,6 +44,32 @@ def test_a_short_trials_plot_is_drawn_when_first_asked_for(app, client):
     names = zipfile.ZipFile(io.BytesIO(client.get(f"/searches/{search.id}/archive.zip").data))
     assert sum(n.endswith("/curves.png") for n in names.namelist()) == 2
     assert plot_of(app, second).exists()
+
+
+@pytest.mark.slow
+def test_a_searchs_own_runner_draws_its_left_over_plots_on_its_workers(app, monkeypatch):
+    """As the command line's runner does: the ranking first, then every plot, side by side."""
+    from lrsearch.cli import runner_settings
+    from lrsearch.search.runner import ProcessSlots, Runner
+
+    other = store.create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
+    run_short_trials(app, other)
+    search = store.create_search(db.session, SearchSpec(trials=6, epochs=3, workers=2))
+    monkeypatch.setattr(artifacts, "draw_plot", lambda *_: pytest.fail("drawn by the runner"))
+    ended = []
+
+    def on_end() -> None:
+        db.session.expire_all()
+        ended.append([t.status for t in trials(search.id)])
+        db.session.rollback()
+
+    runner = Runner(runner_settings(app), ProcessSlots(2), search.id)
+    runner.run(until_done=True, on_end=on_end)
+    assert ended == [[COMPLETED] * 6]  # once, when the last trial had ended
+    db.session.expire_all()
+    assert all(plot_of(app, t).is_file() and not t.plot_pending for t in trials(search.id))
+    [left] = trials(other.id)  # another search's plot waits for whoever asks for it
+    assert left.plot_pending and not plot_of(app, left).exists()
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from lrsearch.search.worker import (
 )
 
 log = logging.getLogger(__name__)
+PLOTS_PER_CHORE = 4  # plots one idle slot draws at a time, about a quarter of a second
 
 
 class ProcessSlots:
@@ -148,15 +149,29 @@ class Runner:
         self.chores: set[Future] = set()  # plots drawn in idle time
         self.name = f"{worker_name()}/runner"
 
-    def run(self, until_done: bool = False, on_tick: Callable[[], None] | None = None) -> None:
-        """Loop until stop(); with until_done, also stop once the search has ended."""
+    def run(
+        self,
+        until_done: bool = False,
+        on_tick: Callable[[], None] | None = None,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        """Loop until stop(); with until_done, also stop once the search has ended.
+
+        With until_done the loop goes on, after the last trial, until the plots that short
+        trials left for later are drawn too (by the idle workers, side by side); on_end is
+        called once in between, when every trial has ended.
+        """
         self.recover()
         last_beat = time.monotonic()
         try:
             while not self.stopping.is_set():
                 self.claim()
                 if until_done and not self.futures and self.search_finished():
-                    break
+                    if on_end is not None:
+                        on_end()
+                        on_end = None
+                    if not self.chores:
+                        break
                 for future in self.wait_for_work():
                     self.reap(future)
                 if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
@@ -204,13 +219,19 @@ class Runner:
                 run_trial, trial_id, attempt, self.settings.database_url, self.settings.data_dir
             )
             self.futures[future] = (trial_id, attempt)
-        if not claimed and self.search_id is None and not self.chores and self.slots.capacity:
+        if not claimed and self.slots.capacity:
             self.draw_pending_plots()
 
     def draw_pending_plots(self) -> None:
-        """With nothing to train, draw the plots that short trials left for later."""
-        trial_ids = store.take_pending_plots(self.session, 25)
-        if trial_ids:
+        """With nothing to train, draw the plots that short trials left for later.
+
+        Every idle slot takes a few (of the runner's search, or of any): they are drawn
+        side by side, and a slot is soon free again when trials are queued.
+        """
+        while self.slots.capacity:
+            trial_ids = store.take_pending_plots(self.session, PLOTS_PER_CHORE, self.search_id)
+            if not trial_ids:
+                return
             self.chores.add(
                 self.slots.submit(
                     draw_plots, trial_ids, self.settings.database_url, self.settings.data_dir

@@ -318,30 +318,26 @@ _FINISH = (
 _SEARCH_OF_TRIAL = select(_trial.c.search_id).where(_trial.c.id == bindparam("trial_id"))
 
 
-def take_pending_plots(session: Session, limit: int) -> list[int]:
-    """Claim up to `limit` trials whose plot was left for later (one runner draws each)."""
-    ids = (
-        session.execute(
-            select(Trial.id).where(Trial.plot_pending.is_(True)).order_by(Trial.id).limit(limit)
-        )
-        .scalars()
-        .all()
-    )
+def take_pending_plots(session: Session, limit: int, search_id: int | None = None) -> list[int]:
+    """Take up to `limit` trials (of one search, or any) whose plot was left for later.
+
+    Each is taken once: of two runners taking at once, each gets only the trials whose flag
+    it cleared itself.
+    """
+    query = select(Trial.id).where(Trial.plot_pending.is_(True))
+    if search_id is not None:
+        query = query.where(Trial.search_id == search_id)
+    ids = session.execute(query.order_by(Trial.id).limit(limit)).scalars().all()
     session.rollback()
-    taken = []
-    for trial_id in ids:
-        if retry_transaction(
-            session,
-            lambda s, t=trial_id: (
-                s.execute(
-                    update(Trial)
-                    .where(Trial.id == t, Trial.plot_pending.is_(True))
-                    .values(plot_pending=False)
-                ).rowcount
-            ),
-        ):
-            taken.append(trial_id)
-    return taken
+    if not ids:
+        return []
+    take = (
+        update(Trial)
+        .where(Trial.id.in_(ids), Trial.plot_pending.is_(True))
+        .values(plot_pending=False)
+        .returning(Trial.id)
+    )
+    return sorted(retry_transaction(session, lambda s: s.execute(take).scalars().all()))
 
 
 def record_crash(
