@@ -3,7 +3,9 @@
 Usage: python benchmarks/pool_scaling.py [WORKERS ...] [--rounds N]   (default: 1 2 4)
        python benchmarks/pool_scaling.py 1 4 8 16                     (on a 16-core machine)
 
-Two workloads, each a real search (database, log.txt, plots, process start included):
+Two workloads, each a real search (database, log.txt, process start included), timed from
+its creation to the end of its last trial; plots drawn by the trials themselves count, the
+ones short trials leave for later are drawn after that (see overhead.py) and do not:
 - mnist-shaped: synthetic:60000x784x10, layers 784-256-128-10, 2 epochs per trial,
   2 trials per worker; prints trial-epochs per second.
 - digits: one search on digits, 64-128-10, 20 epochs per trial, with 2 trials per worker
