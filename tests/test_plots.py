@@ -162,3 +162,27 @@ def test_titles_and_labels_stay_where_matplotlib_places_them(tmp_path, monkeypat
     monkeypatch.setattr(artifacts, "_plot_figure", lambda: auto)
     artifacts.draw_plot(tmp_path / "auto.png", title, epochs_)
     assert (tmp_path / "fixed.png").read_bytes() == (tmp_path / "auto.png").read_bytes()
+
+
+@pytest.mark.parametrize("own_search, slots_drawing", [(False, 1), (True, 2)])
+def test_left_over_plots_take_one_idle_slot_in_the_server_and_all_for_one_search(
+    app, own_search, slots_drawing
+):
+    """The server leaves its other cores to the web; the command line waits for the plots."""
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from lrsearch.cli import runner_settings
+    from lrsearch.search.runner import PLOTS_PER_CHORE, ExecutorSlots, Runner
+
+    search = store.create_search(db.session, SearchSpec(trials=12, epochs=2, workers=2))
+    run_short_trials(app, search)
+    slots = ExecutorSlots(ThreadPoolExecutor(2), 2)
+    runner = Runner(runner_settings(app), slots, search.id if own_search else None)
+    runner.draw_pending_plots()
+    assert len(runner.chores) == slots_drawing
+    wait(runner.chores)
+    runner.close()
+    db.session.expire_all()
+    drawn = [t for t in trials(search.id) if plot_of(app, t).exists()]
+    assert len(drawn) == slots_drawing * PLOTS_PER_CHORE
+    assert sum(t.plot_pending for t in trials(search.id)) == 12 - len(drawn)

@@ -8,12 +8,12 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, event, select, update
 from sqlalchemy.orm import Session
 
 from lrsearch import create_app
 from lrsearch.extensions import db
-from lrsearch.models import COMPLETED, Epoch
+from lrsearch.models import COMPLETED, Epoch, Trial
 from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
 from tests.faults import (
@@ -28,17 +28,31 @@ from tests.faults import (
 
 def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
     """Several sessions claim from one queue at once; every claimed trial id, in order."""
+
+    def claim(session: Session) -> list[int]:
+        return [t for t, _ in store.claim_trials(session, 1, search_id=search_id, worker="t")]
+
+    return take_at_once(database_url, claim, claimers)
+
+
+def take_plots_race(database_url: str, search_id: int, takers: int = 4) -> list[int]:
+    """Several sessions take left-over plots of one search at once; every trial id taken."""
+    return take_at_once(database_url, lambda s: store.take_pending_plots(s, 2, search_id), takers)
+
+
+def take_at_once(database_url: str, take, racers: int) -> list[int]:
+    """Sessions in threads call take(session) at once until it returns nothing; all taken."""
     claimed: list[int] = []
-    barrier = threading.Barrier(claimers)
+    barrier = threading.Barrier(racers)
     engine = create_engine(database_url)
 
-    def claim() -> None:
+    def racer() -> None:
         with Session(engine) as session:
             barrier.wait()
-            while got := store.claim_trials(session, 1, search_id=search_id, worker="t"):
-                claimed.extend(t for t, _ in got)
+            while got := take(session):
+                claimed.extend(got)
 
-    threads = [threading.Thread(target=claim) for _ in range(claimers)]
+    threads = [threading.Thread(target=racer) for _ in range(racers)]
     for t in threads:
         t.start()
     for t in threads:
@@ -52,6 +66,27 @@ def test_concurrent_claims_never_take_one_trial_twice(app):
     claimed = claim_race(app.config["DATABASE_URL"], search.id)
     assert sorted(claimed) == sorted(t.id for t in search.trials)
     assert all(t.attempt == 1 for t in trials(search.id))
+
+
+def left_over_plots(search_id: int) -> list[int]:
+    """Mark every trial of a search completed, its plot left for later; their ids."""
+    db.session.execute(
+        update(Trial)
+        .where(Trial.search_id == search_id)
+        .values(status=COMPLETED, epochs_done=1, plot_pending=True)
+    )
+    db.session.commit()
+    return [t.id for t in trials(search_id)]
+
+
+def test_concurrent_plot_takers_never_take_one_trial_twice(app):
+    search = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=1))
+    other = store.create_search(db.session, SearchSpec(trials=3, epochs=1, workers=1))
+    pending = left_over_plots(search.id)
+    left_over_plots(other.id)
+    taken = take_plots_race(app.config["DATABASE_URL"], search.id)
+    assert sorted(taken) == pending  # each once, and none of the other search's
+    assert [t.plot_pending for t in trials(other.id)] == [True] * 3
 
 
 def test_claims_respect_the_search_workers_and_skip_cancelled_searches(app):
@@ -87,7 +122,9 @@ def test_postgresql_claims_and_two_runners(postgres_url, app_config):
             race = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=30))
             claimed = claim_race(postgres_url, race.id)
             assert sorted(claimed) == sorted(t.id for t in race.trials)
-            store.cancel_search(db.session, race.id)  # its trials are nobody's to run
+            pending = left_over_plots(race.id)
+            assert sorted(take_plots_race(postgres_url, race.id)) == pending
+            store.cancel_search(db.session, race.id)  # done with it
             search = store.create_search(db.session, SearchSpec(trials=6, epochs=4, workers=4))
             with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
                 wait_for(lambda: search_status(search.id) == COMPLETED, 120)

@@ -225,10 +225,13 @@ class Runner:
     def draw_pending_plots(self) -> None:
         """With nothing to train, draw the plots that short trials left for later.
 
-        Every idle slot takes a few (of the runner's search, or of any): they are drawn
-        side by side, and a slot is soon free again when trials are queued.
+        A slot takes a few at a time, so that it is soon free again when trials are queued.
+        The runner of one search (the command line, waiting for them) draws its search's
+        on every idle slot, side by side; the server's runner draws any search's on one slot
+        at a time, leaving the other cores to the web server: nobody waits for those, and a
+        page that needs one draws it.
         """
-        while self.slots.capacity:
+        while self.slots.capacity and (self.search_id is not None or not self.chores):
             trial_ids = store.take_pending_plots(self.session, PLOTS_PER_CHORE, self.search_id)
             if not trial_ids:
                 return
