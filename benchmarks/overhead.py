@@ -4,7 +4,9 @@ Usage: python benchmarks/overhead.py [--quick] [--workers N] [--trials N] [--epo
                                      [--cli-runs N]
 
 overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers),
-the wall time running from the search's creation to the end of its last trial. The plots
+the wall time running from the search's creation to the end of its last trial; "w/o the
+end" leaves out, per worker, the time from its last trial's end to the search's end (no
+trial left to run: the other workers' last trials, whose length varies with the machine). The plots
 that short trials leave for later are drawn after that, by the idle workers, before the
 runner returns (`plots after`), as the command line does; the server draws them in idle time.
 Three runs of each workload, one after the other:
@@ -64,9 +66,9 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
                 )
                 share = 1 - training / (wall * workers)
                 plots = returned - wall
-                rows.append(
-                    (name, mode, wall, training, in_trials, len(search.trials), share, plots)
-                )
+                at_end = idle_at_the_end(search.trials, workers)
+                n = len(search.trials)
+                rows.append((name, mode, wall, training, in_trials, n, share, plots, at_end))
         finally:
             if slots is not None:
                 slots.shutdown()
@@ -91,19 +93,23 @@ def main() -> None:
     print(f"fork server started in {start_fork_server():.2f} s (imports, once per runner)")
     print(
         f"{'workload':<14} {'run':<5} {'wall s':>7} {'training s':>10} "
-        f"{'in-trial extra s':>16} {'outside trials s':>16} {'overhead':>9} {'plots after s':>13}"
+        f"{'in-trial extra s':>16} {'outside trials s':>16} {'at the end s':>12} "
+        f"{'overhead':>9} {'w/o the end':>11} {'plots after s':>13}"
     )
     for name, settings in WORKLOADS.items():
-        for name_, mode, wall, training, in_trials, n, share, plots in measure(
+        for name_, mode, wall, training, in_trials, n, share, plots, at_end in measure(
             name, settings, args.workers
         ):
             # in-trial: per trial, its time between claim and end not spent in epochs (the
             # database, log.txt, the plot); outside: per worker, its time in no trial at all
-            # (process start, claims, a worker done before the other)
+            # (process start, claims, and at the end: waiting, with no trial left, for the
+            # other workers' last trials, which vary with the machine's minute)
             extra, outside = (in_trials - training) / n, wall - in_trials / args.workers
+            without = 1 - training / ((wall - at_end) * args.workers)
             print(
                 f"{name_:<14} {mode:<5} {wall:>7.2f} {training:>10.2f} {extra:>16.3f} "
-                f"{outside:>16.3f} {share:>9.1%} {plots:>13.2f}"
+                f"{outside:>16.3f} {at_end:>12.3f} {share:>9.1%} {without:>11.1%} "
+                f"{plots:>13.2f}"
             )
     if args.cli_runs:
         digits = WORKLOADS["digits 40x20"]
@@ -113,6 +119,15 @@ def main() -> None:
         for run in range(1, args.cli_runs + 1):
             ranked, exited, plots = command_line(digits, args.workers, seed=run)
             print(f"{run:>3} {ranked:>17.2f} {exited:>8.2f} {plots:>5}")
+
+
+def idle_at_the_end(trials: list, workers: int) -> float:
+    """Per worker, the seconds from its last trial's end to the search's last trial's end."""
+    last: dict[str, object] = {}
+    for trial in trials:
+        last[trial.worker] = max(last.get(trial.worker, trial.finished_at), trial.finished_at)
+    end = max(last.values())
+    return sum((end - finished).total_seconds() for finished in last.values()) / workers
 
 
 def command_line(settings: dict, workers: int, seed: int) -> tuple[float, float, int]:
