@@ -108,10 +108,9 @@ def run_command(**options: str | None) -> None:
     )
     runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
     progress = Progress(search.id, spec.trials * spec.epochs)
-    reported = []
+    ended, reported = [], []
 
     def report() -> None:
-        """The answer, as soon as every trial has ended (the workers draw plots after)."""
         progress.update(final=True)
         db.session.expire_all()
         print_search(db.session.get(Search, search.id))
@@ -119,19 +118,31 @@ def run_command(**options: str | None) -> None:
         db.session.rollback()
         reported.append(True)
 
+    def on_end() -> None:
+        """Every trial has ended: the answer now; the workers draw the plots after."""
+        ended.append(True)
+        report()
+
     previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
+    interrupted = False
     try:
-        runner.run(until_done=True, on_tick=progress.update, on_end=report)
+        runner.run(until_done=True, on_tick=progress.update, on_end=on_end)
     except KeyboardInterrupt:
-        click.echo("\ncancelling...", err=True)
-        store.cancel_search(db.session, search.id)
+        interrupted = True
+        if ended:  # nothing left to cancel: stop the plots, the rest are drawn when asked for
+            click.echo("\nstopped; plots not drawn yet are drawn when first asked for", err=True)
+        else:
+            click.echo("\ncancelling...", err=True)
+            store.cancel_search(db.session, search.id)
         runner.close()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    db.session.expire_all()
-    search = db.session.get(Search, search.id)
-    for trial in search.trials:  # the log folder is for people: give every trial its plot
-        plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    if not interrupted and not runner.stopping.is_set():
+        # The workers drew every plot; one whose drawing failed is tried again here: the
+        # log folder is for people.
+        db.session.expire_all()
+        for trial in db.session.get(Search, search.id).trials:
+            plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     if not reported:
         report()
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -120,3 +127,75 @@ def test_list_and_show_print_what_is_stored(cli, make_search):
     assert shown.stdout.count("completed") >= 4
     missing = cli.invoke(args=["lrsearch", "show", "999"])
     assert missing.exit_code == 2 and "no search 999" in missing.stderr
+
+
+def process_group(pgid: int) -> list[int]:
+    """The live processes of a process group, from the process table."""
+    members = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                state, _, group = f.read().rsplit(")", 1)[1].split()[:3]
+        except OSError:
+            continue
+        if state != "Z" and int(group) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def start_in_a_terminal_group(tmp_path, *options: str) -> subprocess.Popen:
+    """`flask lrsearch run` in its own process group, as a terminal starts a command."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LRSEARCH_")}
+    env["LRSEARCH_DATA_DIR"] = str(tmp_path)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "lrsearch", "run", *options],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def ctrl_c(process: subprocess.Popen) -> str:
+    """What Ctrl-C in a terminal does: SIGINT to the whole group (runner, fork server,
+    workers); the command's standard error once it has exited, and nothing left running."""
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    deadline = time.monotonic() + 10
+    while process_group(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_group(process.pid)  # no worker or fork server left behind
+    return err
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_the_search_cancels_it(tmp_path):
+    with start_in_a_terminal_group(
+        tmp_path, "--trials", "6", "--epochs", "300", "--workers", "2"
+    ) as process:
+        for line in process.stderr:
+            if re.search(r"\] [1-9]\d*/1800 epochs", line):  # training: some epochs done
+                break
+        err = ctrl_c(process)
+    assert "cancelling..." in err
+    with closing(sqlite3.connect(tmp_path / "lrsearch.sqlite3")) as database:
+        [(status,)] = database.execute("SELECT status FROM search").fetchall()
+        trial_statuses = {s for (s,) in database.execute("SELECT status FROM trial")}
+    assert status == "cancelled" and trial_statuses <= {"cancelled", "completed"}
+
+
+@pytest.mark.slow
+def test_ctrl_c_once_the_ranking_is_out_stops_the_plots_and_exits(tmp_path):
+    with start_in_a_terminal_group(
+        tmp_path, "--trials", "40", "--epochs", "2", "--workers", "2"
+    ) as process:
+        for line in process.stdout:
+            if line.lstrip().startswith("rank"):  # the answer is out: the plots come next
+                break
+        err = ctrl_c(process)
+    assert "plots not drawn yet are drawn when first asked for" in err
+    assert len(list(tmp_path.glob("logs/*/*/curves.png"))) < 40
