@@ -6,9 +6,10 @@ Usage: python benchmarks/overhead.py [--quick] [--workers N] [--trials N] [--epo
 overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers),
 the wall time running from the search's creation to the end of its last trial; "w/o the
 end" leaves out, per worker, the time from its last trial's end to the search's end (no
-trial left to run: the other workers' last trials, whose length varies with the machine). The plots
-that short trials leave for later are drawn after that, by the idle workers, before the
-runner returns (`plots after`), as the command line does; the server draws them in idle time.
+trial left to run: the other workers' last trials, whose length varies with the machine).
+The plots that short trials leave for later are drawn after that, by the idle workers,
+before the runner returns (`plots after`), as the command line does; the server draws
+them in idle time.
 Three runs of each workload, one after the other:
 - first: a new data folder and a fresh pool: worker processes start, and the synthetic
   data set is generated (once per data folder, ever);
