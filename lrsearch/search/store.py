@@ -205,14 +205,16 @@ _INSERT_EPOCH_ONCE = {
     "sqlite": sqlite.insert(_epoch).on_conflict_do_nothing(),
     "postgresql": postgresql.insert(_epoch).on_conflict_do_nothing(),
 }
+# The trial's row while this attempt runs it (the epoch writes and the end of the attempt).
+_RUNNING_ATTEMPT = (
+    _trial.c.id == bindparam("trial_id_"),
+    _trial.c.attempt == bindparam("attempt_"),
+    _trial.c.status == RUNNING,
+)
 # The trial's summary, and in the same round trip whether its search is being cancelled.
 _UPDATE_RUNNING_TRIAL = (
     _trial.update()
-    .where(
-        _trial.c.id == bindparam("trial_id_"),
-        _trial.c.attempt == bindparam("attempt_"),
-        _trial.c.status == RUNNING,
-    )
+    .where(*_RUNNING_ATTEMPT)
     .returning(
         select(_search.c.cancel_requested)
         .where(_search.c.id == _trial.c.search_id)
@@ -301,11 +303,7 @@ def finish_trial(
 
 _FINISH = (
     _trial.update()
-    .where(
-        _trial.c.id == bindparam("trial_id_"),
-        _trial.c.attempt == bindparam("attempt_"),
-        _trial.c.status == RUNNING,
-    )
+    .where(*_RUNNING_ATTEMPT)
     .values(
         status=bindparam("status_"),
         finished_at=bindparam("now"),
