@@ -29,24 +29,23 @@ class Adam:
         self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
         self.m = np.zeros_like(params)
         self.v = np.zeros_like(params)
-        self._scratch = np.empty_like(params)
         self.steps = 0
 
     def step(self, grad: np.ndarray) -> None:
         """Apply one update from `grad` (same shape and dtype as params); grad is overwritten."""
         self.steps += 1
         t, b1, b2 = self.steps, self.beta1, self.beta2
-        m, v, p, s = self.m, self.v, self.params, self._scratch
+        m, v, p, g = self.m, self.v, self.params, grad
         np.multiply(m, b1, out=m)
-        np.add(m, grad, out=m)
+        np.add(m, g, out=m)
         np.multiply(v, b2, out=v)
-        np.square(grad, out=grad)
-        np.add(v, grad, out=v)
+        np.square(g, out=g)
+        np.add(v, g, out=v)
         # lr * m_hat / (sqrt(v_hat) + eps) == step * M / (sqrt(V) + eps')
         c1 = (1.0 - b1) / (1.0 - b1**t)
         c2 = math.sqrt((1.0 - b2) / (1.0 - b2**t))
-        np.sqrt(v, out=s)
-        np.add(s, self.eps / c2, out=s)
-        np.divide(m, s, out=s)
-        np.multiply(s, self.lr * c1 / c2, out=s)
-        np.subtract(p, s, out=p)
+        np.sqrt(v, out=g)  # g is free from here on: it holds the step
+        np.add(g, self.eps / c2, out=g)
+        np.divide(m, g, out=g)
+        np.multiply(g, self.lr * c1 / c2, out=g)
+        np.subtract(p, g, out=p)
