@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import sys
@@ -80,6 +81,40 @@ def run_search(
     returned = time.perf_counter() - started
     db.session.expire_all()
     return ended[0], returned, db.session.get(Search, search.id)
+
+
+def worker_time(search: Search) -> dict[str, float]:
+    """Where the workers' wall time went, in seconds per worker, from the search's records.
+
+    - training: its epochs, as the trainer timed them (validation included);
+    - in trials: the rest of its trials, from the start of each to its end (data set,
+      database, log.txt, the plot);
+    - before: from the search's creation to its first trial's start (claim, process start);
+    - between: from the end of one of its trials to the start of its next;
+    - at the end: from its last trial's end to the search's last trial's end.
+    Per worker they add up to the search's wall time, creation to last end.
+    """
+    by_worker: dict[str, list] = {}
+    for trial in search.trials:
+        by_worker.setdefault(trial.worker, []).append(trial)
+    end = max(t.finished_at for t in search.trials)
+    totals = dict.fromkeys(("training", "in trials", "before", "between", "at the end"), 0.0)
+    for trials in by_worker.values():
+        trials.sort(key=lambda t: t.started_at)
+        training = sum(t.seconds for t in trials)
+        totals["training"] += training
+        totals["in trials"] += sum(_seconds(t.started_at, t.finished_at) for t in trials)
+        totals["in trials"] -= training
+        totals["before"] += _seconds(search.created_at, trials[0].started_at)
+        totals["between"] += sum(
+            _seconds(a.finished_at, b.started_at) for a, b in itertools.pairwise(trials)
+        )
+        totals["at the end"] += _seconds(trials[-1].finished_at, end)
+    return {key: total / len(by_worker) for key, total in totals.items()}
+
+
+def _seconds(start, end) -> float:
+    return (end - start).total_seconds()
 
 
 def start_fork_server() -> float:

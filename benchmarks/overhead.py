@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_app, machine, run_search, start_fork_server
+from common import bench_app, machine, run_search, start_fork_server, worker_time
 
 from lrsearch.search.runner import ProcessSlots
 
@@ -67,7 +67,7 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
                 )
                 share = 1 - training / (wall * workers)
                 plots = returned - wall
-                at_end = idle_at_the_end(search.trials, workers)
+                at_end = worker_time(search)["at the end"]
                 n = len(search.trials)
                 rows.append((name, mode, wall, training, in_trials, n, share, plots, at_end))
         finally:
@@ -120,15 +120,6 @@ def main() -> None:
         for run in range(1, args.cli_runs + 1):
             ranked, exited, plots = command_line(digits, args.workers, seed=run)
             print(f"{run:>3} {ranked:>17.2f} {exited:>8.2f} {plots:>5}")
-
-
-def idle_at_the_end(trials: list, workers: int) -> float:
-    """Per worker, the seconds from its last trial's end to the search's last trial's end."""
-    last: dict[str, object] = {}
-    for trial in trials:
-        last[trial.worker] = max(last.get(trial.worker, trial.finished_at), trial.finished_at)
-    end = max(last.values())
-    return sum((end - finished).total_seconds() for finished in last.values()) / workers
 
 
 def command_line(settings: dict, workers: int, seed: int) -> tuple[float, float, int]:

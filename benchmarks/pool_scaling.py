@@ -18,14 +18,32 @@ fastest rate). Speed-up is against the first worker count; efficiency is speed-u
 Before any timing, the fork server the pools fork from is started (its imports paid) and
 the synthetic data set is generated into a datasets folder every search then maps: both are
 costs paid once per machine, not per search (overhead.py shows them).
+
+A third table, "trainers alone", tells what the machine itself allows: as many bare
+trainers as workers, no search around them (no database, log or plot), each training
+mnist-shaped epochs (training only) on one thread, all started together. Its efficiency
+is the trainer's s/epoch alone over its s/epoch with the others running (the slowest of
+them): the ceiling for the pool's, set by the shared caches, memory bandwidth and clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
-from common import bench_app, machine, run_search, shared_datasets, start_fork_server
+from common import (
+    bench_app,
+    machine,
+    run_search,
+    shared_datasets,
+    start_fork_server,
+    worker_time,
+)
+
+from lrsearch.search.runner import ProcessSlots
+from lrsearch.training import Trainer
+from lrsearch.training.datasets import load_dataset
 
 MNIST_SHAPED = {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10", "epochs": 2}
 DIGITS = {"dataset": "digits", "layers": "64,128,10", "epochs": 20}
@@ -36,13 +54,24 @@ def main() -> None:
     parser.add_argument("workers", nargs="*", type=int, default=[1, 2, 4])
     parser.add_argument("--trials-per-worker", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each count (median)")
-    parser.add_argument("--skip-mnist", action="store_true")
+    parser.add_argument("--skip-mnist", action="store_true", help="digits searches only")
+    parser.add_argument("--bare-only", action="store_true", help="the trainers-alone table only")
+    parser.add_argument("--skip-bare", action="store_true", help="no trainers-alone table")
+    parser.add_argument("--bare-epochs", type=int, default=2, help="timed epochs per trainer")
     args = parser.parse_args()
     print(f"# pool_scaling on {machine()}; median of {args.rounds} round(s)")
     start_fork_server()
     with shared_datasets(MNIST_SHAPED["dataset"]) as datasets:
+        if not (args.skip_mnist or args.skip_bare):
+            print(f"\ntrainers alone: {MNIST_SHAPED['dataset']}, {MNIST_SHAPED['layers']}")
+            bare_table(bare(args.workers, args.rounds, args.bare_epochs, datasets))
+        if args.bare_only:
+            return
         if not args.skip_mnist:
-            print("\nmnist-shaped: synthetic:60000x784x10, 784-256-128-10, 2 epochs per trial")
+            print(
+                "\nmnist-shaped: synthetic:60000x784x10, 784-256-128-10, 2 epochs per trial, "
+                f"{args.trials_per_worker} trials per worker"
+            )
 
             def mnist(n: int) -> dict:
                 return {**MNIST_SHAPED, "trials": n * args.trials_per_worker}
@@ -55,7 +84,7 @@ def main() -> None:
 
 def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool = False):
     """Run every count once per round, in turns; per count, each round's figures."""
-    runs: dict[int, list[tuple[float, float, float]]] = {n: [] for n in workers}
+    runs: dict[int, list[tuple[float, float, float, dict]]] = {n: [] for n in workers}
     for _ in range(rounds):
         for n in workers:
             with bench_app(datasets, MAX_WORKERS=256) as app:
@@ -64,8 +93,50 @@ def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool
                 assert search.status == "completed", search.status
                 epochs = search_settings["trials"] * search_settings["epochs"]
                 rate = epochs / wall if per_epoch else 1 / wall
-                runs[n].append((rate, wall, training_seconds(search) / epochs))
+                per_epoch_ = training_seconds(search) / epochs
+                runs[n].append((rate, wall, per_epoch_, worker_time(search)))
     return [(n, settings(n)["trials"], rounds_, per_epoch) for n, rounds_ in runs.items()]
+
+
+def bare(workers: list[int], rounds: int, epochs: int, datasets) -> dict[int, list[float]]:
+    """Per count, each round's s/epoch of the slowest trainer; the counts take turns."""
+    runs: dict[int, list[float]] = {n: [] for n in workers}
+    with ProcessSlots(1).context.Manager() as manager:
+        for _ in range(rounds):
+            for n in workers:
+                slots, barrier = ProcessSlots(n), manager.Barrier(n)
+                try:
+                    futures = [
+                        slots.submit(bare_trainer, str(datasets), barrier, epochs) for _ in range(n)
+                    ]
+                    runs[n].append(max(f.result() for f in futures))
+                finally:
+                    slots.shutdown()
+    return runs
+
+
+def bare_trainer(datasets: str, barrier, epochs: int) -> float:
+    """In a worker: one warm-up epoch, wait for the others, then median s/epoch of `epochs`."""
+    data = load_dataset(MNIST_SHAPED["dataset"], datasets, seed=0)
+    layers = [int(size) for size in MNIST_SHAPED["layers"].split(",")]
+    trainer = Trainer(data, layers, 1e-3, seed=0)
+    trainer.train_epoch()
+    barrier.wait()
+    seconds = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        trainer.train_epoch()
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+def bare_table(runs: dict[int, list[float]]) -> None:
+    """s/epoch per count, and the efficiency it leaves the pool at most."""
+    print(f"{'workers':>7} {'s/epoch':>8} {'efficiency':>10}")
+    base = statistics.median(runs[min(runs)])
+    for n, seconds in sorted(runs.items()):
+        per_epoch = statistics.median(seconds)
+        print(f"{n:>7} {per_epoch:>8.3f} {base / per_epoch:>10.2f}")
 
 
 def training_seconds(search) -> float:
@@ -79,13 +150,18 @@ def table(rows: list) -> None:
     `s/epoch` is the trainer's own time per epoch: when it grows with the worker count the
     cores slow each other down (shared caches, memory bandwidth, clock) or, beyond the core
     count, take turns; `busy` is the share of the workers' wall time spent training, the
-    rest being the pool's overhead.
+    rest being the pool's overhead, which the last four columns place (common.worker_time,
+    seconds per worker): before its first trial (claim, process start), in its trials but not
+    in epochs (data set, database, log.txt, plot), between its trials, and idle at the end
+    while the last trials finish.
     """
     unit = "trial-epochs/s" if rows[0][3] else "searches/s"
     print(
         f"{'workers':>7} {'trials':>6} {'wall s':>7} {unit:>14} {'min-max':>13} "
-        f"{'speed-up':>8} {'efficiency':>10} {'s/epoch':>8} {'busy':>5}"
+        f"{'speed-up':>8} {'efficiency':>10} {'s/epoch':>8} {'busy':>5} "
+        f"{'before':>6} {'in-trial':>8} {'between':>7} {'end':>5}"
     )
+    parts = ("before", "in trials", "between", "at the end")
     base_workers = rows[0][0]
     base_rate = statistics.median(r[0] for r in rows[0][2])
     for n, trials, runs, _ in rows:
@@ -99,7 +175,11 @@ def table(rows: list) -> None:
         print(
             f"{n:>7} {trials:>6} {wall:>7.2f} {rate:>14.3f} {f'{low:.3f}-{high:.3f}':>13} "
             f"{speedup:>7.2f}x {speedup / (n / base_workers):>10.2f} {per_epoch:>8.3f} "
-            f"{busy:>5.0%}"
+            f"{busy:>5.0%} "
+            + " ".join(
+                f"{statistics.median(r[3][part] for r in runs):>{width}.2f}"
+                for part, width in zip(parts, (6, 8, 7, 5), strict=True)
+            )
         )
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -46,6 +48,48 @@ def test_pool_scaling_prints_a_row_per_worker_count():
     rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["1"], ["2"])]
     assert [row[0] for row in rows] == ["1", "2"]
     assert rows[0][5] == "1.00x"  # the first count is the base of the speed-up
+
+
+def test_pool_scaling_prints_the_bare_trainers_ceiling():
+    out = run_benchmark(
+        "benchmarks/pool_scaling.py", "1", "2", "--rounds", "1", "--bare-only", "--bare-epochs", "1"
+    )
+    assert "trainers alone" in out and "digits" not in out
+    rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["1"], ["2"])]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert rows[0][2] == "1.00"  # one trainer alone is the base
+    assert all(float(row[1]) > 0 for row in rows)
+
+
+def test_worker_time_places_every_second_of_each_worker(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from common import worker_time
+
+    t0 = datetime(2026, 1, 1)
+
+    def trial(worker: str, start: float, end: float, seconds: float):
+        at = t0 + timedelta(seconds=start), t0 + timedelta(seconds=end)
+        return SimpleNamespace(worker=worker, started_at=at[0], finished_at=at[1], seconds=seconds)
+
+    search = SimpleNamespace(
+        created_at=t0,
+        trials=[  # worker a: two trials with a gap; worker b: one late, long trial
+            trial("a", 3.0, 5.0, 1.5),
+            trial("a", 0.5, 2.5, 1.0),
+            trial("b", 1.0, 10.0, 8.0),
+        ],
+    )
+    spent = worker_time(search)
+    assert spent == pytest.approx(
+        {
+            "training": (2.5 + 8.0) / 2,
+            "in trials": ((4.0 - 2.5) + (9.0 - 8.0)) / 2,
+            "before": (0.5 + 1.0) / 2,
+            "between": 0.5 / 2,
+            "at the end": 5.0 / 2,
+        }
+    )
+    assert sum(spent.values()) == pytest.approx(10.0)  # the search's wall time, per worker
 
 
 def test_overhead_prints_first_cold_and_warm_runs_and_the_command_line():
