@@ -22,8 +22,10 @@ costs paid once per machine, not per search (overhead.py shows them).
 A third table, "trainers alone", tells what the machine itself allows: as many bare
 trainers as workers, no search around them (no database, log or plot), each training
 mnist-shaped epochs (training only) on one thread, all started together. Its efficiency
-is the trainer's s/epoch alone over its s/epoch with the others running (the slowest of
-them): the ceiling for the pool's, set by the shared caches, memory bandwidth and clock.
+is the trainer's s/epoch alone over its s/epoch with the others running: the ceiling for
+the pool's, set by the shared caches, memory bandwidth and clock. It is given for the
+median trainer and for the slowest, which a search of few trials per worker waits for
+(the search tables give the slowest worker's s/epoch too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections import defaultdict
 
 from common import (
     bench_app,
@@ -84,7 +87,7 @@ def main() -> None:
 
 def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool = False):
     """Run every count once per round, in turns; per count, each round's figures."""
-    runs: dict[int, list[tuple[float, float, float, dict]]] = {n: [] for n in workers}
+    runs: dict[int, list[tuple]] = {n: [] for n in workers}
     for _ in range(rounds):
         for n in workers:
             with bench_app(datasets, MAX_WORKERS=256) as app:
@@ -94,13 +97,13 @@ def measure(workers: list[int], rounds: int, settings, datasets, per_epoch: bool
                 epochs = search_settings["trials"] * search_settings["epochs"]
                 rate = epochs / wall if per_epoch else 1 / wall
                 per_epoch_ = training_seconds(search) / epochs
-                runs[n].append((rate, wall, per_epoch_, worker_time(search)))
+                runs[n].append((rate, wall, per_epoch_, worker_time(search), slowest(search)))
     return [(n, settings(n)["trials"], rounds_, per_epoch) for n, rounds_ in runs.items()]
 
 
-def bare(workers: list[int], rounds: int, epochs: int, datasets) -> dict[int, list[float]]:
-    """Per count, each round's s/epoch of the slowest trainer; the counts take turns."""
-    runs: dict[int, list[float]] = {n: [] for n in workers}
+def bare(workers: list[int], rounds: int, epochs: int, datasets) -> dict[int, list[list]]:
+    """Per count, each round's s/epoch of every trainer; the counts take turns."""
+    runs: dict[int, list[list]] = {n: [] for n in workers}
     with ProcessSlots(1).context.Manager() as manager:
         for _ in range(rounds):
             for n in workers:
@@ -109,7 +112,7 @@ def bare(workers: list[int], rounds: int, epochs: int, datasets) -> dict[int, li
                     futures = [
                         slots.submit(bare_trainer, str(datasets), barrier, epochs) for _ in range(n)
                     ]
-                    runs[n].append(max(f.result() for f in futures))
+                    runs[n].append([future.result() for future in futures])
                 finally:
                     slots.shutdown()
     return runs
@@ -130,13 +133,33 @@ def bare_trainer(datasets: str, barrier, epochs: int) -> float:
     return statistics.median(seconds)
 
 
-def bare_table(runs: dict[int, list[float]]) -> None:
-    """s/epoch per count, and the efficiency it leaves the pool at most."""
-    print(f"{'workers':>7} {'s/epoch':>8} {'efficiency':>10}")
-    base = statistics.median(runs[min(runs)])
-    for n, seconds in sorted(runs.items()):
-        per_epoch = statistics.median(seconds)
-        print(f"{n:>7} {per_epoch:>8.3f} {base / per_epoch:>10.2f}")
+def bare_table(runs: dict[int, list[list]]) -> None:
+    """Per count, the median trainer's s/epoch, the efficiency it allows, and the slowest's.
+
+    A long search's throughput follows the median trainer (a worker that is done takes the
+    next trial); a short one waits for the slowest.
+    """
+    print(f"{'workers':>7} {'s/epoch':>8} {'efficiency':>10} {'slowest':>7} {'efficiency':>10}")
+    typical = {
+        n: statistics.median(statistics.median(r) for r in rounds) for n, rounds in runs.items()
+    }
+    worst = {n: statistics.median(max(r) for r in rounds) for n, rounds in runs.items()}
+    base = min(runs)
+    for n in sorted(runs):
+        print(
+            f"{n:>7} {typical[n]:>8.3f} {typical[base] / typical[n]:>10.2f} "
+            f"{worst[n]:>7.3f} {typical[base] / worst[n]:>10.2f}"
+        )
+
+
+def slowest(search) -> float:
+    """Seconds per epoch of the worker that trained slowest, over all its epochs."""
+    seconds: dict[str, float] = defaultdict(float)
+    epochs: dict[str, int] = defaultdict(int)
+    for trial in search.trials:
+        seconds[trial.worker] += trial.seconds
+        epochs[trial.worker] += trial.epochs_done
+    return max(seconds[worker] / epochs[worker] for worker in seconds)
 
 
 def training_seconds(search) -> float:
@@ -158,7 +181,7 @@ def table(rows: list) -> None:
     unit = "trial-epochs/s" if rows[0][3] else "searches/s"
     print(
         f"{'workers':>7} {'trials':>6} {'wall s':>7} {unit:>14} {'min-max':>13} "
-        f"{'speed-up':>8} {'efficiency':>10} {'s/epoch':>8} {'busy':>5} "
+        f"{'speed-up':>8} {'efficiency':>10} {'s/epoch':>8} {'slowest':>7} {'busy':>5} "
         f"{'before':>6} {'in-trial':>8} {'between':>7} {'end':>5}"
     )
     parts = ("before", "in trials", "between", "at the end")
@@ -175,7 +198,7 @@ def table(rows: list) -> None:
         print(
             f"{n:>7} {trials:>6} {wall:>7.2f} {rate:>14.3f} {f'{low:.3f}-{high:.3f}':>13} "
             f"{speedup:>7.2f}x {speedup / (n / base_workers):>10.2f} {per_epoch:>8.3f} "
-            f"{busy:>5.0%} "
+            f"{statistics.median(r[4] for r in runs):>7.3f} {busy:>5.0%} "
             + " ".join(
                 f"{statistics.median(r[3][part] for r in runs):>{width}.2f}"
                 for part, width in zip(parts, (6, 8, 7, 5), strict=True)

@@ -57,8 +57,8 @@ def test_pool_scaling_prints_the_bare_trainers_ceiling():
     assert "trainers alone" in out and "digits" not in out
     rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["1"], ["2"])]
     assert [row[0] for row in rows] == ["1", "2"]
-    assert rows[0][2] == "1.00"  # one trainer alone is the base
-    assert all(float(row[1]) > 0 for row in rows)
+    assert rows[0][2] == rows[0][4] == "1.00"  # one trainer alone is the base of both
+    assert all(float(row[3]) >= float(row[1]) > 0 for row in rows)  # slowest >= median
 
 
 def test_worker_time_places_every_second_of_each_worker(monkeypatch):
