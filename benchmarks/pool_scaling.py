@@ -197,8 +197,8 @@ def table(rows: list) -> None:
         speedup = rate / base_rate
         print(
             f"{n:>7} {trials:>6} {wall:>7.2f} {rate:>14.3f} {f'{low:.3f}-{high:.3f}':>13} "
-            f"{speedup:>7.2f}x {speedup / (n / base_workers):>10.2f} {per_epoch:>8.3f} "
-            f"{statistics.median(r[4] for r in runs):>7.3f} {busy:>5.0%} "
+            f"{speedup:>7.2f}x {speedup / (n / base_workers):>10.2f} {per_epoch:>8.4f} "
+            f"{statistics.median(r[4] for r in runs):>7.4f} {busy:>5.0%} "
             + " ".join(
                 f"{statistics.median(r[3][part] for r in runs):>{width}.2f}"
                 for part, width in zip(parts, (6, 8, 7, 5), strict=True)
