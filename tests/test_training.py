@@ -20,6 +20,7 @@ from lrsearch.training import (
     Dataset,
     EpochMetrics,
     Trainer,
+    fpu,
     load_dataset,
     parameter_count,
     split_parameters,
@@ -118,6 +119,38 @@ def test_adam_matches_the_textbook_update() -> None:
         expected -= lr * m_hat / (np.sqrt(v_hat) + eps)
         adam.step(g.copy())
     np.testing.assert_allclose(adam.params, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not fpu.available(), reason="flushing applies to x86-64 Linux")
+def test_subnormals_are_flushed_inside_the_block_only() -> None:
+    tiny = np.array([1e-39], np.float32)  # below float32's smallest normal number
+    assert (tiny * np.float32(1.0))[0] == tiny[0] and not fpu.flushing()
+    with fpu.subnormals_flushed():
+        assert (tiny * np.float32(1.0))[0] == 0.0 and fpu.flushing()
+        with fpu.subnormals_flushed():
+            pass
+        assert fpu.flushing()  # a nested block leaves it to the outer one
+    assert (tiny * np.float32(1.0))[0] == tiny[0] and not fpu.flushing()
+
+
+@pytest.mark.skipif(not fpu.available(), reason="flushing applies to x86-64 Linux")
+def test_epochs_and_validation_run_with_subnormals_flushed(monkeypatch) -> None:
+    seen = []
+
+    def spy(method):
+        def call(*args, **kwargs):
+            seen.append((method.__name__, fpu.flushing()))
+            return method(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(MLP, "step_gradient", spy(MLP.step_gradient))
+    monkeypatch.setattr(MLP, "evaluate", spy(MLP.evaluate))
+    trainer = Trainer(small_data(200), [8, 16, 3], 0.01, batch_size=50)
+    trainer.train_epoch()
+    trainer.evaluate()
+    assert seen == [("step_gradient", True)] * 4 + [("evaluate", True)]
+    assert not fpu.flushing()
 
 
 def test_parameters_are_views_of_one_flat_float32_vector() -> None:

@@ -2,6 +2,7 @@
 
 Training is bit-for-bit reproducible from its seed on one machine with the same number of
 BLAS threads (OpenBLAS rounds differently with another thread count); workers use one.
+Its epochs and validation passes flush subnormal floats to zero (see fpu).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from lrsearch.training.adam import Adam
 from lrsearch.training.datasets import Dataset
+from lrsearch.training.fpu import subnormals_flushed
 from lrsearch.training.mlp import DEFAULT_CHUNK, MLP, check_layers
 
 # A batch loss above this many times the first batch's (or ln K, if larger) counts as
@@ -91,7 +93,7 @@ class Trainer:
         self._shuffle_rng.shuffle(self._order)
         n, size = len(self._order), self.batch_size
         loss_sum, hits = 0.0, 0
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), subnormals_flushed():
             for batch, start in enumerate(range(0, n, size), start=1):
                 index = self._order[start : start + size]
                 rows = len(index)
@@ -122,7 +124,7 @@ class Trainer:
 
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and accuracy of the current parameters."""
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), subnormals_flushed():
             return self.net.evaluate(self.x_val, self.y_val)
 
 
