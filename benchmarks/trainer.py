@@ -6,12 +6,14 @@ MNIST-shaped synthetic data (60,000 x 784, 10 classes), a 784-256-128-10 ReLU ne
 Adam at lr 1e-3, batch 64, float32. Each trainer runs one warm-up epoch; then the trainers
 take turns, one epoch each per round, for `--epochs` rounds, so that a slow minute of a
 shared machine falls on all of them alike. The median epoch is reported (validation is
-timed separately for lrsearch).
+timed separately for lrsearch). Last, lrsearch at two high learning rates, with subnormal
+floats flushed to zero as it trains and with them kept, in turns the same way.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import statistics
@@ -19,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads OpenBLAS
 
@@ -28,6 +31,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lrsearch.training import Trainer  # noqa: E402
+from lrsearch.training import trainer as trainer_module  # noqa: E402
 from lrsearch.training.datasets import make_synthetic  # noqa: E402
 
 LAYERS = (784, 256, 128, 10)
@@ -206,6 +210,40 @@ def run(n: int, epochs: int, with_sklearn: bool, with_torch: bool) -> None:
             f"| {name} | {result['seconds']:.3f} | {ratio:.2f} | {result['cpu']:.3f} "
             f"| {result['faults']:,.0f} |"
         )
+    high_rates(data, epochs)
+
+
+HIGH_RATES = (1e-2, 1e-1)  # the default range's top, and the top of a wide one
+
+
+def high_rates(data, epochs: int) -> None:
+    """Epochs at high learning rates, subnormal floats flushed (as shipped) against kept.
+
+    Such rates saturate the softmax, whose tiny probabilities and gradients fall below
+    float32's normal range; the trainers take turns as above.
+    """
+    print(
+        "\nhigh learning rates: s/epoch with subnormal floats flushed to zero (as shipped) "
+        "and kept (as before)\n"
+    )
+    print("| lr | flushed s/epoch | kept s/epoch | kept / flushed |")
+    print("| --- | ---: | ---: | ---: |")
+    for lr in HIGH_RATES:
+        flushed = Trainer(data, LAYERS, lr, batch_size=BATCH, seed=0).train_epoch
+        kept = subnormals_kept(Trainer(data, LAYERS, lr, batch_size=BATCH, seed=0).train_epoch)
+        seconds = time_in_turns({"flushed": flushed, "kept": kept}, epochs)
+        a, b = seconds["flushed"]["seconds"], seconds["kept"]["seconds"]
+        print(f"| {lr:g} | {a:.3f} | {b:.3f} | {b / a:.2f} |")
+
+
+def subnormals_kept(run_epoch: Callable[[], object]) -> Callable[[], object]:
+    """The same epoch with the trainer's flushing of subnormal floats turned off."""
+
+    def run() -> object:
+        with mock.patch.object(trainer_module, "subnormals_flushed", contextlib.nullcontext):
+            return run_epoch()
+
+    return run
 
 
 if __name__ == "__main__":

@@ -40,6 +40,9 @@ def test_trainer_benchmark_prints_its_comparison():
     assert "GFLOP/s achieved" in out
     assert "| lrsearch (NumPy) |" in out
     assert "| scikit-learn MLPClassifier.partial_fit |" in out
+    high = [line.split("|")[1:-1] for line in out.splitlines() if line.startswith("| 0.")]
+    assert [row[0].strip() for row in high] == ["0.01", "0.1"]
+    assert all(float(cell) > 0 for row in high for cell in row[1:])
     assert not (ROOT / "cache").exists()  # nothing left in the checkout
 
 
