@@ -19,9 +19,9 @@ Before any timing, the fork server the pools fork from is started (its imports p
 the synthetic data set is generated into a datasets folder every search then maps: both are
 costs paid once per machine, not per search (overhead.py shows them).
 
-A third table, "trainers alone", tells what the machine itself allows: as many bare
-trainers as workers, no search around them (no database, log or plot), each training
-mnist-shaped epochs (training only) on one thread, all started together. Its efficiency
+A table printed before them, "trainers alone", tells what the machine itself allows: as
+many bare trainers as workers, no search around them (no database, log or plot), each
+training mnist-shaped epochs (training only) on one thread, all started together. Its efficiency
 is the trainer's s/epoch alone over its s/epoch with the others running: the ceiling for
 the pool's, set by the shared caches, memory bandwidth and clock. It is given for the
 median trainer and for the slowest, which a search of few trials per worker waits for
