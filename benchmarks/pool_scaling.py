@@ -1,6 +1,8 @@
 """How the worker pool scales: wall time and throughput of whole searches, end to end.
 
 Usage: python benchmarks/pool_scaling.py [WORKERS ...] [--rounds N]   (default: 1 2 4)
+                                         [--trials-per-worker N] [--skip-mnist]
+                                         [--skip-bare | --bare-only] [--bare-epochs N]
        python benchmarks/pool_scaling.py 1 4 8 16                     (on a 16-core machine)
 
 Two workloads, each a real search (database, log.txt, process start included), timed from
