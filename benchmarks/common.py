@@ -94,13 +94,10 @@ def worker_time(search: Search) -> dict[str, float]:
     - at the end: from its last trial's end to the search's last trial's end.
     Per worker they add up to the search's wall time, creation to last end.
     """
-    by_worker: dict[str, list] = {}
-    for trial in search.trials:
-        by_worker.setdefault(trial.worker, []).append(trial)
+    by_worker = trials_by_worker(search)
     end = max(t.finished_at for t in search.trials)
     totals = dict.fromkeys(("training", "in trials", "before", "between", "at the end"), 0.0)
     for trials in by_worker.values():
-        trials.sort(key=lambda t: t.started_at)
         training = sum(t.seconds for t in trials)
         totals["training"] += training
         totals["in trials"] += sum(_seconds(t.started_at, t.finished_at) for t in trials)
@@ -111,6 +108,14 @@ def worker_time(search: Search) -> dict[str, float]:
         )
         totals["at the end"] += _seconds(trials[-1].finished_at, end)
     return {key: total / len(by_worker) for key, total in totals.items()}
+
+
+def trials_by_worker(search: Search) -> dict[str, list]:
+    """The search's trials per worker (host:pid of its last attempt), each in start order."""
+    by_worker: dict[str, list] = {}
+    for trial in sorted(search.trials, key=lambda t: t.started_at):
+        by_worker.setdefault(trial.worker, []).append(trial)
+    return by_worker
 
 
 def _seconds(start, end) -> float:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from collections import defaultdict
 
 from common import (
     bench_app,
@@ -43,6 +42,7 @@ from common import (
     run_search,
     shared_datasets,
     start_fork_server,
+    trials_by_worker,
     worker_time,
 )
 
@@ -156,12 +156,10 @@ def bare_table(runs: dict[int, list[list]]) -> None:
 
 def slowest(search) -> float:
     """Seconds per epoch of the worker that trained slowest, over all its epochs."""
-    seconds: dict[str, float] = defaultdict(float)
-    epochs: dict[str, int] = defaultdict(int)
-    for trial in search.trials:
-        seconds[trial.worker] += trial.seconds
-        epochs[trial.worker] += trial.epochs_done
-    return max(seconds[worker] / epochs[worker] for worker in seconds)
+    return max(
+        sum(t.seconds for t in trials) / sum(t.epochs_done for t in trials)
+        for trials in trials_by_worker(search).values()
+    )
 
 
 def training_seconds(search) -> float:
