@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -204,6 +205,18 @@ def test_workers_run_as_batch_jobs_with_a_long_time_slice():
     if release >= (6, 12):  # the first kernels that take a slice for the fair scheduler
         assert worker["slice_ns"] == TIME_SLICE_NS
     assert scheduling_of_this_process()["policy"] == os.SCHED_OTHER  # the runner itself is not
+
+
+def test_workers_leave_ctrl_c_to_the_runner():
+    """Ctrl-C reaches the whole group; only the runner answers it, no worker prints a trace."""
+    from lrsearch.search.runner import ProcessSlots
+
+    slots = ProcessSlots(1)
+    try:
+        assert slots.submit(signal.getsignal, signal.SIGINT).result(timeout=60) is signal.SIG_IGN
+    finally:
+        slots.shutdown()
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the runner's own is kept
 
 
 def test_workers_inherit_a_ready_plot_figure_from_the_fork_server():

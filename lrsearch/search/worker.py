@@ -43,8 +43,13 @@ _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
 
 
 def init_worker(runner_pid: int) -> None:
-    """Per-process set-up: one BLAS thread, batch scheduling, and end with the runner."""
+    """Per-process set-up: one BLAS thread, batch scheduling, and end with the runner.
+
+    Ctrl-C in a terminal reaches the whole process group; the runner answers it and stops
+    the workers, which ignore it (else an idle one prints a KeyboardInterrupt traceback).
+    """
     global _blas_limit
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     batch_scheduling()
     threading.Thread(
