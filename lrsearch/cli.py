@@ -123,21 +123,28 @@ def run_command(**options: str | None) -> None:
         ended.append(True)
         report()
 
-    previous = signal.signal(signal.SIGTERM, lambda *_: runner.stop())
-    interrupted = False
+    # Ctrl-C (SIGINT, to the whole process group; the workers ignore it) stops the runner at
+    # its next turn, as SIGTERM does: raised as KeyboardInterrupt, it could land inside a
+    # database statement or the ranking's output.
+    interrupted = []
+
+    def on_ctrl_c(*_) -> None:
+        interrupted.append(True)
+        runner.stop()
+
+    handlers = {signal.SIGTERM: lambda *_: runner.stop(), signal.SIGINT: on_ctrl_c}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         runner.run(until_done=True, on_tick=progress.update, on_end=on_end)
-    except KeyboardInterrupt:
-        interrupted = True
-        if ended:  # nothing left to cancel: stop the plots, the rest are drawn when asked for
-            click.echo("\nstopped; plots not drawn yet are drawn when first asked for", err=True)
-        else:
-            click.echo("\ncancelling...", err=True)
-            store.cancel_search(db.session, search.id)
-        runner.close()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    if not interrupted and not runner.stopping.is_set():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if interrupted and ended:  # nothing left to cancel; the rest are drawn when asked for
+        click.echo("\nstopped; plots not drawn yet are drawn when first asked for", err=True)
+    elif interrupted:
+        click.echo("\ncancelling...", err=True)
+        store.cancel_search(db.session, search.id)
+    if not runner.stopping.is_set():
         # The workers drew every plot; one whose drawing failed is tried again here: the
         # log folder is for people.
         db.session.expire_all()

@@ -172,6 +172,53 @@ def ctrl_c(process: subprocess.Popen) -> str:
     return err
 
 
+def ctrl_c_now() -> None:
+    """Ctrl-C, delivered to this process at this very point of the command."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+DIGITS = ("--dataset", "digits", "--layers", "64,128,10", "--seed", "0")
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_ranking_is_printed_lets_it_finish_once(cli, monkeypatch):
+    import lrsearch.cli as command
+
+    print_search = command.print_search
+
+    def print_with_ctrl_c(search):
+        print_search(search)
+        ctrl_c_now()
+
+    monkeypatch.setattr(command, "print_search", print_with_ctrl_c)
+    result = run(cli, *DIGITS, "--trials", "4", "--epochs", "2", "--workers", "1")
+    assert result.exit_code == 0, result.output
+    assert "stopped; plots not drawn yet" in result.stderr
+    assert result.stdout.count("highest validation accuracy") == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # given back
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_the_runners_database_work_cancels_the_search(cli, monkeypatch):
+    from lrsearch.search import store
+
+    claim, calls = store.claim_trials, []
+
+    def claim_with_ctrl_c(session, *args, **kwargs):
+        calls.append(True)
+        if len(calls) == 3:  # trials are running by now
+            ctrl_c_now()
+        return claim(session, *args, **kwargs)
+
+    monkeypatch.setattr(store, "claim_trials", claim_with_ctrl_c)
+    result = run(cli, *DIGITS, "--trials", "6", "--epochs", "300", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "cancelling..." in result.stderr and "Traceback" not in result.output
+    search = db.session.execute(select(Search)).scalar_one()
+    assert search.status == "cancelled"
+    assert {t.status for t in search.trials} <= {"cancelled", "completed"}
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_the_search_cancels_it(tmp_path):
     with start_in_a_terminal_group(
