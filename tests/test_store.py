@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from sqlalchemy import create_engine, event, select, update
+from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.orm import Session
 
 from lrsearch import create_app
@@ -253,33 +253,97 @@ def test_the_runner_takes_any_executor(app):
     assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
 
 
-@pytest.mark.parametrize("on", ["session", "connection"])
-def test_an_epoch_write_commits_and_says_when_to_stop(app, on):
-    """write_epoch on a Session (the web app's) or a bare Connection (a worker's) alike."""
+def test_an_epoch_write_commits_and_says_when_to_stop(app):
+    check_epoch_writes(app)
+
+
+@pytest.mark.postgres
+def test_an_epoch_write_on_postgresql(postgres_url, app_config):
+    """The same through psycopg: its named parameters and native datetimes."""
+    from flask_migrate import upgrade
+
+    app = create_app({**app_config, "DATABASE_URL": postgres_url})
+    with app.app_context():
+        try:
+            upgrade(directory=app.config["MIGRATIONS_DIR"])
+            check_epoch_writes(app)
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
+def check_epoch_writes(app) -> None:
+    """write_epoch on a worker's connection: committed rows, retries, lost and cancelled."""
     from lrsearch.training import EpochMetrics
 
     search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    claimed_at = trials(search.id)[0].heartbeat_at
     engine = create_engine(app.config["DATABASE_URL"])
-    with engine.connect() as connection, Session(engine) as session:
-        writer = session if on == "session" else connection
+    with engine.connect() as connection:
 
         def write(epoch: int, attempt: int = attempt) -> str | None:
             metrics = EpochMetrics(epoch, 3, 1.0, 0.5, 1.2, 0.4 + epoch / 10, 0.01)
-            return store.write_epoch(writer, trial_id, attempt, metrics, {"epochs_done": epoch})
+            summary = {"epochs_done": epoch, "best_val_acc": 0.4 + epoch / 10}
+            return store.write_epoch(connection, trial_id, attempt, metrics, summary)
 
         assert write(1) is None and write(1) is None  # a retried write adds nothing
-        assert not writer.in_transaction()  # committed: nothing held between epochs
+        assert not connection.in_transaction()  # committed: nothing held between epochs
         assert write(2, attempt=attempt + 1) == "lost"  # not this attempt's trial
         store.cancel_search(db.session, search.id)
         assert write(2) == "cancelled"
     engine.dispose()
     db.session.expire_all()
     rows = db.session.execute(
-        select(Epoch.epoch).where(Epoch.trial_id == trial_id, Epoch.attempt == attempt)
+        select(Epoch.epoch, Epoch.created_at).where(
+            Epoch.trial_id == trial_id, Epoch.attempt == attempt
+        )
     ).all()
-    assert [epoch for (epoch,) in rows] == [1, 2]
-    assert trials(search.id)[0].epochs_done == 2
+    assert [epoch for epoch, _ in rows] == [1, 2]
+    trial = trials(search.id)[0]
+    assert (trial.epochs_done, trial.best_val_acc) == (2, pytest.approx(0.6))
+    # Times are stored as SQLAlchemy stores them (on SQLite, text compared as text).
+    assert claimed_at <= rows[0].created_at <= trial.heartbeat_at == trial.updated_at
+    assert db.session.scalar(
+        select(func.count()).select_from(Trial).where(Trial.heartbeat_at > claimed_at)
+    )
+
+
+def test_a_failed_driver_transaction_rolls_back_and_raises_sqlalchemys_error(app):
+    """A locked database raises OperationalError, as the store's retry expects."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from lrsearch.search.prepared import PreparedStatement, run_in_transaction
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    trial_id = search.trials[0].id
+    engine = create_engine(app.config["DATABASE_URL"])
+    rename = PreparedStatement(
+        update(Trial).where(Trial.id == trial_id), engine.dialect, ["error", "updated_at"]
+    )
+
+    def steps(execute) -> None:
+        execute(rename, {"error": "half-written", "updated_at": search.created_at})
+        raise sqlite3.OperationalError("database is locked")
+
+    with engine.connect() as connection:
+        with pytest.raises(OperationalError, match="database is locked") as raised:
+            run_in_transaction(connection, steps)
+        assert store._is_transient(raised.value)
+        assert not connection.connection.driver_connection.in_transaction
+    engine.dispose()
+    db.session.expire_all()
+    assert trials(search.id)[0].error is None
+
+
+def test_a_prepared_statement_asks_for_the_values_of_python_side_defaults(app):
+    """SQLAlchemy's execution, which it skips, would have filled created_at itself."""
+    from lrsearch.search.prepared import PreparedStatement
+
+    with pytest.raises(ValueError, match=r"no value given for \[.attempt., .created_at.\]"):
+        PreparedStatement(Epoch.__table__.insert(), db.engine.dialect, ["trial_id", "epoch"])
 
 
 def test_a_worker_holds_one_connection_for_a_whole_trial(app, monkeypatch):

@@ -15,7 +15,6 @@ import socket
 import struct
 import threading
 import time
-from dataclasses import asdict
 from functools import cache
 from pathlib import Path
 
@@ -147,7 +146,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
     """Train one trial in this worker process; return its final status.
 
     One connection serves the trial: the session's transactions (its start and end) and,
-    without a session's bookkeeping, each epoch's write (see store.write_epoch).
+    on its DBAPI cursor, each epoch's write (see store.write_epoch).
     """
     with worker_engine(database_url).connect() as connection, Session(connection) as session:
         trial, search = begin_attempt(session, trial_id, attempt, worker_name())
@@ -159,7 +158,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
         stop_reason: list[str] = []
 
         def on_epoch(metrics: EpochMetrics) -> bool:
-            history.append(asdict(metrics))
+            history.append(dict(vars(metrics)))  # asdict's deep copy: 60 µs an epoch
             reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history))
             line = artifacts.log_line(
                 metrics.epoch,
