@@ -260,8 +260,8 @@ def write_epoch(
     Returns None to go on, or why the trial must stop: "cancelled" or "lost" (the
     trial is no longer this attempt's, e.g. it was re-queued after a stale heartbeat).
     It commits on the connection, which must have no transaction open, through the DBAPI
-    cursor (see prepared): 0.2-0.4 ms of CPU against 1.0-1.3 ms through the Connection,
-    after an epoch of training has evicted SQLAlchemy's code from the caches.
+    cursor (see prepared): about 0.5 ms of CPU in a trial, against 1.1 ms through the
+    Connection's own execute.
     """
     now = utcnow()
     row = {
