@@ -108,20 +108,16 @@ def run_command(**options: str | None) -> None:
     )
     runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
     progress = Progress(search.id, spec.trials * spec.epochs)
-    ended, reported = [], []
+    reported = []
 
     def report() -> None:
+        """The answer, as soon as every trial has ended (the workers draw plots after)."""
         progress.update(final=True)
         db.session.expire_all()
         print_search(db.session.get(Search, search.id))
         sys.stdout.flush()  # the answer now, even into a pipe, while the plots are drawn
         db.session.rollback()
         reported.append(True)
-
-    def on_end() -> None:
-        """Every trial has ended: the answer now; the workers draw the plots after."""
-        ended.append(True)
-        report()
 
     # Ctrl-C (SIGINT, to the whole process group; the workers ignore it) stops the runner at
     # its next turn, as SIGTERM does: raised as KeyboardInterrupt, it could land inside a
@@ -135,11 +131,11 @@ def run_command(**options: str | None) -> None:
     handlers = {signal.SIGTERM: lambda *_: runner.stop(), signal.SIGINT: on_ctrl_c}
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
-        runner.run(until_done=True, on_tick=progress.update, on_end=on_end)
+        runner.run(until_done=True, on_tick=progress.update, on_end=report)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if interrupted and ended:  # nothing left to cancel; the rest are drawn when asked for
+    if interrupted and reported:  # the search had ended: the rest are drawn when asked for
         click.echo("\nstopped; plots not drawn yet are drawn when first asked for", err=True)
     elif interrupted:
         click.echo("\ncancelling...", err=True)
