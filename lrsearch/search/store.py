@@ -237,15 +237,17 @@ _UPDATE_RUNNING_TRIAL = (
 
 @functools.cache
 def _epoch_statements(dialect: Dialect, summary: tuple[str, ...]) -> tuple:
-    """(insert once or None, exists, insert, update trial) for a dialect and summary keys."""
-    once = _INSERT_EPOCH_ONCE.get(dialect.name)
+    """(insert once, exists, insert, update trial) for a dialect and summary keys.
+
+    Where the dialect has no insert-once, the first is None; else the two after it are.
+    """
     trial = ("trial_id_", "attempt_", "heartbeat_at", "updated_at", "epochs_done", *summary)
-    return (
-        once if once is None else PreparedStatement(once, dialect, _EPOCH_ROW),
-        PreparedStatement(_EPOCH_EXISTS, dialect, ("trial_id", "attempt", "epoch")),
-        PreparedStatement(_epoch.insert(), dialect, _EPOCH_ROW),
-        PreparedStatement(_UPDATE_RUNNING_TRIAL, dialect, trial),
-    )
+    update_trial = PreparedStatement(_UPDATE_RUNNING_TRIAL, dialect, trial)
+    once = _INSERT_EPOCH_ONCE.get(dialect.name)
+    if once is not None:
+        return PreparedStatement(once, dialect, _EPOCH_ROW), None, None, update_trial
+    exists = PreparedStatement(_EPOCH_EXISTS, dialect, ("trial_id", "attempt", "epoch"))
+    return None, exists, PreparedStatement(_epoch.insert(), dialect, _EPOCH_ROW), update_trial
 
 
 def write_epoch(
