@@ -5,8 +5,10 @@ Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser]
 Fills a fresh database with finished searches of N trials x 30 epochs (with log folders:
 log.txt and a plot in each), then measures, per size: the search JSON the page loads
 (/api/searches/<id>, cold = first request of a new process, and warm), the columnar epochs
-JSON (/epochs?after=0), an incremental poll with nothing new, the archive download, and
-the time until the search page has drawn its charts in headless Chromium.
+JSON of every trial (/epochs?after=0, what the page fetches when asked to draw all) and of
+the curves the page draws first (the best ten of a search over 20 trials), an incremental
+poll with nothing new, the archive download, and the time until the search page has drawn
+its charts in headless Chromium.
 """
 
 from __future__ import annotations
@@ -104,12 +106,20 @@ warm, _, r = timed(f"/api/searches/{{sid}}")
 server_time = r.get_json()["server_time"]
 epochs, epochs_size, r = timed(f"/api/searches/{{sid}}/epochs?after=0")
 last = r.get_json()["last_id"]
+from lrsearch.extensions import db
+from lrsearch.models import Search
+from lrsearch.web.pages import first_curves
+with app.app_context():
+    drawn = first_curves(db.session.get(Search, sid))[1]
+only = "" if drawn is None else "&trials=" + ",".join(map(str, drawn))
+first, first_size, _ = timed(f"/api/searches/{{sid}}/epochs?after=0{{only}}")
 polls = [timed(f"/api/searches/{{sid}}/poll?after={{last}}&since={{server_time}}")[0]
          for _ in range(20)]
 polls.sort()
 archive, archive_size, _ = timed(f"/searches/{{sid}}/archive.zip", stream=True)
 print(json.dumps(dict(cold=cold, warm=warm, size=size, epochs=epochs, epochs_size=epochs_size,
-                      poll=polls[10], archive=archive, archive_size=archive_size)))
+                      first=first, first_size=first_size, poll=polls[10], archive=archive,
+                      archive_size=archive_size)))
 """
 
 
@@ -197,7 +207,8 @@ def main() -> None:
         print(f"filled {sum(args.sizes)} trials in {time.perf_counter() - started:.1f} s")
         print(
             f"{'trials':>6} {'JSON cold s':>11} {'warm s':>7} {'KiB':>6} {'epochs s':>8} "
-            f"{'KiB':>7} {'poll ms':>7} {'archive s':>9} {'MiB':>5} {'page drawn s':>12}"
+            f"{'KiB':>7} {'drawn first s':>13} {'KiB':>5} {'poll ms':>7} {'archive s':>9} "
+            f"{'MiB':>5} {'page drawn s':>12}"
         )
         results = {}
         for n in args.sizes:
@@ -223,7 +234,8 @@ def main() -> None:
             r = results[n]
             print(
                 f"{n:>6} {r['cold']:>11.3f} {r['warm']:>7.3f} {r['size'] / 1024:>6.0f} "
-                f"{r['epochs']:>8.3f} {r['epochs_size'] / 1024:>7.0f} {r['poll'] * 1000:>7.1f} "
+                f"{r['epochs']:>8.3f} {r['epochs_size'] / 1024:>7.0f} {r['first']:>13.3f} "
+                f"{r['first_size'] / 1024:>5.0f} {r['poll'] * 1000:>7.1f} "
                 f"{r['archive']:>9.2f} {r['archive_size'] / 2**20:>5.1f} {drawn[n]:>12.2f}"
             )
 

@@ -173,6 +173,64 @@ def test_epochs_are_columns_after_an_id(client, make_search):
     assert empty["epochs"]["id"] == [] and empty["last_id"] == body["last_id"]
 
 
+def epoch_rows(body: dict) -> set[tuple[int, int]]:
+    """(trial id, epoch) of each row of an epochs answer."""
+    return set(zip(body["epochs"]["trial_id"], body["epochs"]["epoch"], strict=True))
+
+
+def test_epochs_of_chosen_trials_and_where_to_poll_on(client, make_search):
+    """A page drawing a few trials' curves fetches only theirs, then polls from the newest."""
+    search = make_search(trials=3, epochs=2)
+    first, _, last = (t.id for t in search.trials)
+    url = f"/api/searches/{search.id}/epochs"
+    newest = db.session.execute(select(func.max(Epoch.id))).scalar()
+    body = strict_json(client.get(f"{url}?after=0&trials={first}"))
+    assert epoch_rows(body) == {(first, 1), (first, 2)} and body["complete"]
+    assert body["last_id"] == newest  # past the last trial's epochs, which it left out
+    both = strict_json(client.get(f"{url}?after=0&trials={last},{first}"))
+    assert epoch_rows(both) == {(t, e) for t in (first, last) for e in (1, 2)}
+    none = strict_json(client.get(f"{url}?after=0&trials="))
+    assert none["epochs"]["id"] == [] and none["last_id"] == newest
+    search.trials[1].epochs_done = 3
+    db.session.add(
+        Epoch(trial_id=search.trials[1].id, attempt=1, epoch=3, loss=1.0, acc_train=0.5,
+              val_loss=1.0, acc_val=0.5, seconds=0.1)
+    )  # fmt: skip
+    db.session.commit()
+    later = strict_json(client.get(f"/api/searches/{search.id}/poll?after={body['last_id']}"))
+    assert epoch_rows(later) == {(search.trials[1].id, 3)}  # nothing twice, nothing missed
+
+
+def test_epochs_of_chosen_trials_come_in_pages(app, make_search):
+    search = make_search(trials=4, epochs=3)
+    chosen = [search.trials[0].id, search.trials[2].id]
+    after, rows, pages = 0, set(), 0
+    while True:
+        body = serialize.epochs_after(search.id, after, limit=4, trial_ids=chosen)
+        rows |= epoch_rows(body)
+        after, pages = body["last_id"], pages + 1
+        if body["complete"]:
+            break
+    assert rows == {(t, e) for t in chosen for e in (1, 2, 3)} and pages == 2
+    assert after == db.session.execute(select(func.max(Epoch.id))).scalar()
+
+
+@pytest.mark.parametrize("trials", ["a", "1,,2", "-1", "1.5", "1,", " 1", "\uff11", "9" * 19])
+def test_epochs_trials_must_be_ids(client, make_search, trials):
+    search = make_search(trials=1, epochs=1)
+    response = client.get(f"/api/searches/{search.id}/epochs", query_string={"trials": trials})
+    assert response.status_code == 400
+    assert "trials" in strict_json(response)["errors"]
+
+
+def test_epochs_trials_are_capped(client, make_search):
+    search = make_search(trials=1, epochs=1)
+    many = ",".join(map(str, range(1, 1002)))
+    response = client.get(f"/api/searches/{search.id}/epochs?trials={many}")
+    assert response.status_code == 400
+    assert strict_json(response)["errors"]["trials"] == "over 1000 ids"
+
+
 def restart(trial) -> None:
     """Make the trial's second attempt current, with one epoch of its own."""
     trial.attempt = 2

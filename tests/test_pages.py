@@ -227,6 +227,34 @@ def test_search_page_hands_its_data_to_the_script(client, make_search):
     assert re.search(r'<form[^>]*id="cancel-form"[^>]*hidden', html)  # finished: no cancel
 
 
+def test_search_page_draws_and_preloads_every_curve_of_a_small_search(client, make_search):
+    search = make_search(trials=20, epochs=2)
+    html = client.get(f"/searches/{search.id}").get_data(as_text=True)
+    url = f"/api/searches/{search.id}/epochs?after=0"
+    assert f'data-first-epochs-url="{url}"' in html and 'rel="preload" as="fetch"' in html
+    assert f'href="{url}"' in html  # the preload is what the script fetches first
+    assert json.loads(data_attribute(html, "first-trials")) is None
+    assert 'data-top-k="0"' in html
+
+
+def test_search_page_of_many_trials_draws_the_best_ten_first(client, make_search):
+    search = make_search(trials=25, epochs=2, diverge=3)
+    search.trials[5].best_val_acc = None  # no epoch finished yet
+    db.session.commit()
+    html = client.get(f"/searches/{search.id}").get_data(as_text=True)
+    first = json.loads(data_attribute(html, "first-trials"))
+    ranked = sorted(
+        (t for t in search.trials if t.best_val_acc is not None),
+        key=lambda t: (-t.best_val_acc, t.lr),
+    )
+    assert first == [t.id for t in ranked[:10]]
+    url = f"/api/searches/{search.id}/epochs?after=0&amp;trials={','.join(map(str, first))}"
+    assert f'data-first-epochs-url="{url}"' in html and f'href="{url}"' in html
+    assert 'data-top-k="10"' in html
+    body = client.get(unescape(url)).get_json()
+    assert set(body["epochs"]["trial_id"]) == set(first)
+
+
 def test_running_search_page_offers_cancel(client):
     search = store.create_search(db.session, SearchSpec(trials=2, epochs=2))
     html = client.get(f"/searches/{search.id}").get_data(as_text=True)

@@ -72,9 +72,13 @@ def search_detail(search_id: int) -> dict:
 
 @bp.get("/searches/<int:search_id>/epochs")
 def search_epochs(search_id: int) -> dict:
-    """Epochs of the current attempts with an id above `after`, column by column."""
+    """Epochs of the current attempts with an id above `after`, column by column.
+
+    `trials` (ids, comma-separated) keeps only those trials' epochs: a page drawing the best
+    few of thousands of trials fetches just their curves (see serialize.epochs_after).
+    """
     get_search(search_id)
-    return serialize.epochs_after(search_id, int_arg("after", 0))
+    return serialize.epochs_after(search_id, int_arg("after", 0), trial_ids=ids_arg("trials"))
 
 
 @bp.get("/searches/<int:search_id>/poll")
@@ -150,6 +154,28 @@ def int_arg(name: str, default: int) -> int:
     if number < 0 or number > 2**62:
         raise ApiError(400, f"{name} is out of range", errors={name: "out of range"})
     return number
+
+
+MAX_IDS = 1000  # ids a query argument may list
+
+
+def ids_arg(name: str) -> list[int] | None:
+    """A comma-separated list of ids (possibly empty), None when absent; else a 400 naming it."""
+    value = request.args.get(name)
+    if value is None:
+        return None
+    parts = value.split(",") if value else []
+    if len(parts) > MAX_IDS:
+        raise ApiError(
+            400, f"{name} lists more than {MAX_IDS} ids", errors={name: f"over {MAX_IDS} ids"}
+        )
+    if not all(p.isascii() and p.isdigit() and len(p) < 19 for p in parts):
+        raise ApiError(
+            400,
+            f"{name} must be ids separated by commas",
+            errors={name: "not a comma-separated list of ids"},
+        )
+    return [int(p) for p in parts]
 
 
 def time_arg(name: str) -> datetime | None:

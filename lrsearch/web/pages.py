@@ -19,6 +19,7 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from lrsearch import artifacts
@@ -86,13 +87,42 @@ def search(search_id: int) -> str:
     """One search: live curves, ranking, progress and cancel."""
     found = db.get_or_404(Search, search_id, description=f"no search {search_id}")
     summary = serialize.search_summary(found)
+    top_k, drawn = first_curves(found)
+    epochs_url = url_for("api.search_epochs", search_id=search_id) + "?after=0"
+    if drawn is not None:
+        epochs_url += "&trials=" + ",".join(map(str, drawn))
     return render_template(
         "search.html",
         search=summary,
         cancel_form=CancelForm(),
         finished=found.status in SEARCH_FINAL,
+        top_k=top_k,
+        first_trials=drawn,
+        first_epochs_url=epochs_url,
         **chart_assets(),
     )
+
+
+# The search page draws every trial's curves up to this many trials, else the best few
+# (its "show" menu changes that); it fetches the epochs of the curves it draws, no others.
+ALL_CURVES_UP_TO = 20
+DEFAULT_TOP_K = 10
+
+
+def first_curves(search: Search) -> tuple[int, list[int] | None]:
+    """The search page's first top K (0: all) and the trials it draws (None: all).
+
+    The best K by best validation accuracy (ties: the lower rate), as the page ranks them.
+    """
+    if search.n_trials <= ALL_CURVES_UP_TO:
+        return 0, None
+    best = (
+        select(Trial.id)
+        .where(Trial.search_id == search.id, Trial.best_val_acc.is_not(None))
+        .order_by(Trial.best_val_acc.desc(), Trial.lr.asc())
+        .limit(DEFAULT_TOP_K)
+    )
+    return DEFAULT_TOP_K, list(db.session.execute(best).scalars())
 
 
 @bp.post("/searches/<int:search_id>/cancel")

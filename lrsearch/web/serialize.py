@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -156,21 +157,35 @@ def eta_seconds(search: Search, totals: TrialTotals) -> float | None:
     return max(left, 0) * per_epoch / parallel
 
 
-def epochs_after(search_id: int, after: int, limit: int = 200_000) -> dict[str, object]:
-    """Epochs of the trials' current attempts with id > after, column by column."""
-    rows = db.session.execute(
+def epochs_after(
+    search_id: int, after: int, limit: int = 200_000, trial_ids: Sequence[int] | None = None
+) -> dict[str, object]:
+    """Epochs of the trials' current attempts with id > after, column by column.
+
+    `trial_ids` keeps only those trials' epochs. `last_id` is where to go on from: the last
+    row's id while rows are left (`complete` false), then the newest epoch id there was,
+    whichever trial's. So a page that draws only some trials' curves fetches them this way
+    and polls on from there, skipping the others' epochs until it asks for them whole.
+    """
+    # Read first, and the rows bounded by it: each statement may see newer commits.
+    newest = max(after, db.session.execute(select(func.max(Epoch.id))).scalar() or 0)
+    query = (
         select(*(getattr(Epoch, f) for f in EPOCH_FIELDS))
         .join(Trial, (Trial.id == Epoch.trial_id) & (Trial.attempt == Epoch.attempt))
-        .where(Trial.search_id == search_id, Epoch.id > after)
+        .where(Trial.search_id == search_id, Epoch.id > after, Epoch.id <= newest)
         .order_by(Epoch.id)
         .limit(limit)
-    ).all()
+    )
+    if trial_ids is not None:
+        query = query.where(Epoch.trial_id.in_(trial_ids))
+    rows = db.session.execute(query).all()
     transposed = zip(*rows, strict=True) if rows else ([] for _ in EPOCH_FIELDS)
     columns = {f: _finite(list(column)) for f, column in zip(EPOCH_FIELDS, transposed, strict=True)}
+    complete = len(rows) < limit
     return {
         "after": after,
-        "last_id": rows[-1][0] if rows else after,
-        "complete": len(rows) < limit,
+        "last_id": newest if complete else rows[-1][0],
+        "complete": complete,
         "epochs": columns,
     }
 

@@ -19,8 +19,13 @@
     eta: null,
     sort: { key: "best_val_acc", descending: true },
     showTrain: false,
-    topK: 0,
+    topK: Number(root.dataset.topK),
     revision: 0,
+    // The trials whose curves are here whole, from their first epoch to `lastId`: the page
+    // fetches the curves it draws and, until it draws all, skips the others' new epochs.
+    loaded: new Set(),
+    allLoaded: false,
+    loading: Promise.resolve(),
   };
 
   // ---- data -------------------------------------------------------------------------
@@ -40,18 +45,27 @@
     curveOf(row.id, row.attempt); // a new attempt restarted from scratch: drop its old points
   }
 
-  /** Append columnar epochs ({id: [], trial_id: [], ...}) to the trials' curves. */
-  function addEpochs(columns) {
+  /**
+   * Append columnar epochs ({id: [], trial_id: [], ...}) to the curves of the trials loaded
+   * whole, and of those in `taking` (a Set of ids, or true for every trial).
+   */
+  function addEpochs(columns, taking = null) {
     const n = columns.id.length;
+    let grew = false;
     for (let i = 0; i < n; i += 1) {
-      const curve = curveOf(columns.trial_id[i], columns.attempt[i]);
+      const id = columns.trial_id[i];
+      if (!state.allLoaded && !state.loaded.has(id) && !(taking === true || taking?.has(id))) {
+        continue; // not drawn: fetched whole if it ever is
+      }
+      const curve = curveOf(id, columns.attempt[i]);
       if (columns.attempt[i] < curve.attempt) continue;
       const epoch = columns.epoch[i];
       const last = curve.epoch.length ? curve.epoch[curve.epoch.length - 1] : 0;
       if (epoch <= last) continue; // already have it
       for (const m of METRICS) curve[m].push(columns[m][i]);
+      grew = true;
     }
-    return n > 0;
+    return grew;
   }
 
   function applyRanking(data) {
@@ -62,21 +76,50 @@
     state.since = data.server_time;
   }
 
-  async function loadEpochs() {
+  function epochsUrl(after, ids) {
+    const only = ids === true ? "" : `&trials=${[...ids].join(",")}`;
+    return `${root.dataset.epochsUrl}?after=${after}${only}`;
+  }
+
+  /**
+   * Fetch the whole curves of trials `ids` (a Set, or true for all) and mark them loaded;
+   * resolves to the epoch id they are loaded up to. Polls meanwhile skip these trials, so
+   * the fetch goes on until it has caught up with them (state.lastId).
+   */
+  async function fetchCurves(ids, url = epochsUrl(0, ids)) {
     for (;;) {
-      const data = await L.fetchJSON(`${root.dataset.epochsUrl}?after=${state.lastId}`);
-      addEpochs(data.epochs);
-      state.lastId = data.last_id;
-      if (data.complete) return;
+      const data = await L.fetchJSON(url);
+      addEpochs(data.epochs, ids);
+      // (last_id <= after: no newer epoch at all, as when a search was deleted under us)
+      if (data.complete && (data.last_id >= state.lastId || data.last_id <= data.after)) {
+        if (ids === true) state.allLoaded = true;
+        else ids.forEach((id) => state.loaded.add(id));
+        return data.last_id;
+      }
+      url = epochsUrl(data.last_id, ids);
     }
+  }
+
+  /** Fetch the curves that the top-K filter draws and the page does not have yet. */
+  function loadShownCurves() {
+    state.loading = state.loading.catch(() => {}).then(async () => {
+      if (state.allLoaded) return false;
+      if (!state.topK) return fetchCurves(true).then(() => true);
+      const missing = [...shownIds()].filter((id) => !state.loaded.has(id));
+      return missing.length > 0 && fetchCurves(new Set(missing)).then(() => true);
+    });
+    return state.loading;
   }
 
   async function load() {
     const detail = await L.fetchJSON(root.dataset.detailUrl);
     applyRanking(detail);
     detail.trials.forEach(updateTrial);
-    await loadEpochs();
-    if (state.topK === 0 && state.trials.size > 20) setTopK(10);
+    // The epochs the server chose to send first (it preloads them): the curves drawn first.
+    const first = JSON.parse(root.dataset.firstTrials);
+    const ids = first === null ? true : new Set(first);
+    state.lastId = await fetchCurves(ids, root.dataset.firstEpochsUrl);
+    await loadShownCurves(); // the page's own choice, should the ranking have moved since
     renderAll();
     return L.SEARCH_FINAL.has(state.search.status) ? null : 1000;
   }
@@ -90,6 +133,7 @@
     state.lastId = data.last_id;
     renderSummary();
     if (grew || data.trials.length) {
+      await loadShownCurves(); // the best K may have changed
       renderCharts();
       renderTable();
     }
@@ -280,11 +324,17 @@
     state.showTrain = event.target.checked;
     renderCurves();
   });
-  $("top-k").addEventListener("change", (event) => {
+  $("top-k").addEventListener("change", async (event) => {
     state.topK = Number(event.target.value);
-    renderCurves();
+    renderCurves(); // what is here at once, then the rest as it arrives
+    try {
+      if (await loadShownCurves()) renderCurves();
+    } catch (error) {
+      $("conn-status").hidden = false; // the next poll fetches them again
+    }
   });
   $("cancel-form").addEventListener("submit", cancel);
+  setTopK(state.topK);
   renderLegend();
   renderCharts();
   ["chart-acc", "chart-loss", "scatter-acc", "scatter-loss"].forEach(openTrialOnClick);

@@ -192,6 +192,40 @@ def test_cancel_a_running_search(page, server):
     assert detail["search"]["epochs_done"] < detail["search"]["epochs_planned"]
 
 
+def test_many_trials_draw_the_best_ten_fetching_only_their_curves(page, server):
+    """Watched live, then reloaded: the page fetches the curves it draws, the rest on demand."""
+    settings = {"name": "browser many", "trials": 30, "epochs": 4, "workers": 2}
+    search_id = page.request.post("/api/searches", data=settings).json()["id"]
+    page.goto(f"/searches/{search_id}")  # while it runs: the best ten change as it goes
+    wait_for_status(page, "completed", timeout=90_000)
+    detail = page.request.get(f"/api/searches/{search_id}").json()
+    ranked = sorted(detail["trials"], key=lambda t: (-t["best_val_acc"], t["lr"]))
+    best = {t["id"] for t in ranked[:10]}
+
+    def drawn() -> dict[int, int]:
+        return {t["trial"]: t["points"] for t in traces(page, "chart-acc", "val")}
+
+    page.wait_for_function(
+        "() => document.getElementById('chart-acc').data.every((t) => t.x.length === 4)"
+    )
+    assert drawn() == dict.fromkeys(best, 4)
+    fetched: list = []
+    page.on("response", lambda r: "/epochs?" in r.url and fetched.append(r))
+    page.reload()
+    wait_for_rows(page, 30)
+    page.wait_for_function("() => document.getElementById('chart-acc').data.length === 10")
+    assert drawn() == dict.fromkeys(best, 4)
+    rows = [len(r.json()["epochs"]["id"]) for r in fetched]
+    assert sum(rows) == 10 * 4, rows  # the ten curves' epochs, none of the other twenty's
+    page.select_option("#top-k", "0")  # all trials: their curves are fetched now
+    page.wait_for_function(
+        """() => { const data = document.getElementById('chart-acc').data;
+                   return data.length === 30 && data.every((t) => t.x.length === 4); }"""
+    )
+    page.select_option("#top-k", "5")
+    assert set(drawn()) == {t["id"] for t in ranked[:5]}
+
+
 def test_every_page_loads_cleanly(page, finished, watch):
     trial_url = page.request.get(f"/api/searches/{finished['id']}").json()["trials"][0]["url"]
     for path in ["/", "/searches/new", f"/searches/{finished['id']}", trial_url]:
