@@ -6,6 +6,9 @@
   const root = document.getElementById("search-page");
   const $ = (id) => document.getElementById(id);
   const METRICS = ["epoch", "loss", "acc_train", "val_loss", "acc_val"];
+  // Rows of the ranking drawn until asked for all: thousands of rows took Chromium seconds
+  // to lay out on every redraw.
+  const TABLE_ROWS = 100;
   const HEALTHY_WITHIN = "5 points";
 
   const state = {
@@ -19,6 +22,7 @@
     eta: null,
     sort: { key: "best_val_acc", descending: true },
     showTrain: false,
+    wholeTable: false,
     topK: Number(root.dataset.topK),
     revision: 0,
     // The trials whose curves are here whole, from their first epoch to `lastId`: the page
@@ -260,7 +264,12 @@
   }
 
   function renderTable() {
-    $("ranking").tBodies[0].replaceChildren(...sortedTrials().map(rankingRow));
+    const sorted = sortedTrials();
+    const rows = state.wholeTable ? sorted : sorted.slice(0, TABLE_ROWS);
+    $("ranking").tBodies[0].replaceChildren(...rows.map(rankingRow));
+    $("ranking-more").hidden = rows.length === sorted.length;
+    $("ranking-shown").textContent = `the first ${rows.length} of ${sorted.length} trials`;
+    $("ranking-all").textContent = `Show all ${sorted.length}`;
     for (const th of document.querySelectorAll("#ranking th.sortable")) {
       if (th.dataset.sort === state.sort.key) {
         th.setAttribute("aria-sort", state.sort.descending ? "descending" : "ascending");
@@ -320,6 +329,10 @@
   }
 
   $("ranking").tHead.addEventListener("click", onSortClick);
+  $("ranking-all").addEventListener("click", () => {
+    state.wholeTable = true;
+    renderTable();
+  });
   $("show-train").addEventListener("change", (event) => {
     state.showTrain = event.target.checked;
     renderCurves();

@@ -192,9 +192,10 @@ def test_cancel_a_running_search(page, server):
     assert detail["search"]["epochs_done"] < detail["search"]["epochs_planned"]
 
 
-def test_many_trials_draw_the_best_ten_fetching_only_their_curves(page, server):
-    """Watched live, then reloaded: the page fetches the curves it draws, the rest on demand."""
-    settings = {"name": "browser many", "trials": 30, "epochs": 4, "workers": 2}
+def test_many_trials_draw_the_best_ten_curves_and_rows_first(page, server):
+    """Watched live, then reloaded: the page fetches the curves it draws, the rest on demand,
+    and lays out the ranking's first 100 rows until asked for all."""
+    settings = {"name": "browser many", "trials": 110, "epochs": 3, "workers": 2}
     search_id = page.request.post("/api/searches", data=settings).json()["id"]
     page.goto(f"/searches/{search_id}")  # while it runs: the best ten change as it goes
     wait_for_status(page, "completed", timeout=90_000)
@@ -206,21 +207,28 @@ def test_many_trials_draw_the_best_ten_fetching_only_their_curves(page, server):
         return {t["trial"]: t["points"] for t in traces(page, "chart-acc", "val")}
 
     page.wait_for_function(
-        "() => document.getElementById('chart-acc').data.every((t) => t.x.length === 4)"
+        "() => document.getElementById('chart-acc').data.every((t) => t.x.length === 3)"
     )
-    assert drawn() == dict.fromkeys(best, 4)
+    assert drawn() == dict.fromkeys(best, 3)
     fetched: list = []
     page.on("response", lambda r: "/epochs?" in r.url and fetched.append(r))
     page.reload()
-    wait_for_rows(page, 30)
+    wait_for_rows(page, 100)
+    assert page.locator("#ranking-shown").inner_text() == "the first 100 of 110 trials"
     page.wait_for_function("() => document.getElementById('chart-acc').data.length === 10")
-    assert drawn() == dict.fromkeys(best, 4)
+    assert drawn() == dict.fromkeys(best, 3)
     rows = [len(r.json()["epochs"]["id"]) for r in fetched]
-    assert sum(rows) == 10 * 4, rows  # the ten curves' epochs, none of the other twenty's
+    assert sum(rows) == 10 * 3, rows  # the ten curves' epochs, none of the other hundred's
+    page.get_by_role("button", name="lr").click()  # sorted by rate: the lowest 100 rates
+    lowest = sorted(detail["trials"], key=lambda t: t["lr"])[:100]
+    assert ranking_column(page, "Trial") == [str(t["index"]) for t in lowest]
+    page.get_by_role("button", name="Show all 110").click()
+    wait_for_rows(page, 110)
+    assert page.locator("#ranking-more").is_hidden()
     page.select_option("#top-k", "0")  # all trials: their curves are fetched now
     page.wait_for_function(
         """() => { const data = document.getElementById('chart-acc').data;
-                   return data.length === 30 && data.every((t) => t.x.length === 4); }"""
+                   return data.length === 110 && data.every((t) => t.x.length === 3); }"""
     )
     page.select_option("#top-k", "5")
     assert set(drawn()) == {t["id"] for t in ranked[:5]}
