@@ -30,6 +30,11 @@
     loaded: new Set(),
     allLoaded: false,
     loading: Promise.resolve(),
+    // Trials whose curve lacks an epoch that the id cursor passed over: one committed after
+    // a later one (two PostgreSQL transactions may end in either order). Polls skip them
+    // (and those being fetched again) until their curve is fetched whole again.
+    gaps: new Set(),
+    refetching: new Set(),
   };
 
   // ---- data -------------------------------------------------------------------------
@@ -49,6 +54,11 @@
     curveOf(row.id, row.attempt); // a new attempt restarted from scratch: drop its old points
   }
 
+  /** Whether the page has the trial's whole curve (up to state.lastId). */
+  function whole(id) {
+    return (state.allLoaded || state.loaded.has(id)) && !state.gaps.has(id);
+  }
+
   /**
    * Append columnar epochs ({id: [], trial_id: [], ...}) to the curves of the trials loaded
    * whole, and of those in `taking` (a Set of ids, or true for every trial).
@@ -58,14 +68,18 @@
     let grew = false;
     for (let i = 0; i < n; i += 1) {
       const id = columns.trial_id[i];
-      if (!state.allLoaded && !state.loaded.has(id) && !(taking === true || taking?.has(id))) {
-        continue; // not drawn: fetched whole if it ever is
+      if (!(taking === true || taking?.has(id)) && (!whole(id) || state.refetching.has(id))) {
+        continue; // not drawn, or to be fetched again: fetched whole when drawn
       }
       const curve = curveOf(id, columns.attempt[i]);
       if (columns.attempt[i] < curve.attempt) continue;
       const epoch = columns.epoch[i];
       const last = curve.epoch.length ? curve.epoch[curve.epoch.length - 1] : 0;
       if (epoch <= last) continue; // already have it
+      if (epoch > last + 1) { // the one before it is not here
+        state.gaps.add(id);
+        continue;
+      }
       for (const m of METRICS) curve[m].push(columns[m][i]);
       grew = true;
     }
@@ -91,25 +105,37 @@
    * the fetch goes on until it has caught up with them (state.lastId).
    */
   async function fetchCurves(ids, url = epochsUrl(0, ids)) {
-    for (;;) {
-      const data = await L.fetchJSON(url);
-      addEpochs(data.epochs, ids);
-      // (last_id <= after: no newer epoch at all, as when a search was deleted under us)
-      if (data.complete && (data.last_id >= state.lastId || data.last_id <= data.after)) {
-        if (ids === true) state.allLoaded = true;
-        else ids.forEach((id) => state.loaded.add(id));
-        return data.last_id;
+    const again = [...state.gaps].filter((id) => ids === true || ids.has(id));
+    for (const id of again) {
+      state.gaps.delete(id);
+      state.refetching.add(id);
+      state.curves.delete(id);
+    }
+    try {
+      for (;;) {
+        const data = await L.fetchJSON(url);
+        addEpochs(data.epochs, ids);
+        // (last_id <= after: no newer epoch at all, as when a search was deleted under us)
+        if (data.complete && (data.last_id >= state.lastId || data.last_id <= data.after)) {
+          if (ids === true) state.allLoaded = true;
+          else ids.forEach((id) => state.loaded.add(id));
+          return data.last_id;
+        }
+        url = epochsUrl(data.last_id, ids);
       }
-      url = epochsUrl(data.last_id, ids);
+    } catch (error) {
+      again.forEach((id) => state.gaps.add(id)); // fetched again next time
+      throw error;
+    } finally {
+      again.forEach((id) => state.refetching.delete(id));
     }
   }
 
   /** Fetch the curves that the top-K filter draws and the page does not have yet. */
   function loadShownCurves() {
     state.loading = state.loading.catch(() => {}).then(async () => {
-      if (state.allLoaded) return false;
-      if (!state.topK) return fetchCurves(true).then(() => true);
-      const missing = [...shownIds()].filter((id) => !state.loaded.has(id));
+      if (!state.topK && !state.allLoaded) return fetchCurves(true).then(() => true);
+      const missing = [...shownIds()].filter((id) => !whole(id));
       return missing.length > 0 && fetchCurves(new Set(missing)).then(() => true);
     });
     return state.loading;

@@ -38,12 +38,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Iterator[str]:
+def server_data(tmp_path_factory) -> Path:
+    """The server's data folder (its SQLite database among it)."""
+    return tmp_path_factory.mktemp("server-data")
+
+
+@pytest.fixture(scope="session")
+def server(server_data) -> Iterator[str]:
     """gunicorn with its one runner on a fresh data folder; its base URL.
 
     Once stopped, none of its processes (web workers, runner, worker pool) may be left.
     """
-    data_dir = tmp_path_factory.mktemp("server-data")
+    data_dir = server_data
     env = {"LRSEARCH_SECRET_KEY": "test", "PYTHONUNBUFFERED": "1"}
     with (data_dir / "server.log").open("w") as log:
         with serve.server(str(data_dir), log=log, **env) as (host, port, process):

@@ -9,6 +9,7 @@ import urllib.request
 import zipfile
 
 import pytest
+from sqlalchemy import func, select, update
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -232,6 +233,57 @@ def test_many_trials_draw_the_best_ten_curves_and_rows_first(page, server):
     )
     page.select_option("#top-k", "5")
     assert set(drawn()) == {t["id"] for t in ranked[:5]}
+
+
+def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(page, server, server_data):
+    """Two PostgreSQL transactions may commit in either order, so a page's epoch-id cursor
+    can pass over an epoch not yet visible: the page sees the gap and fetches that curve
+    again. Here the rows are written as a worker elsewhere would, ids out of order."""
+    from lrsearch import create_app
+    from lrsearch.extensions import db
+    from lrsearch.models import COMPLETED, RUNNING, Epoch, Search, Trial, utcnow
+    from lrsearch.search import store
+    from lrsearch.search.spec import SearchSpec
+
+    app = create_app({"DATA_DIR": str(server_data), "SECRET_KEY": "test"})
+
+    def add_epoch(trial_id: int, epoch: int, row_id: int | None = None) -> None:
+        db.session.add(
+            Epoch(id=row_id, trial_id=trial_id, attempt=1, epoch=epoch, loss=1.0 / epoch,
+                  acc_train=0.5, val_loss=1.0 / epoch, acc_val=0.1 * epoch, seconds=0.1)
+        )  # fmt: skip
+        db.session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id)
+            .values(epochs_done=epoch, updated_at=utcnow(), heartbeat_at=utcnow())
+        )
+        db.session.commit()
+
+    with app.app_context():
+        search = store.create_search(db.session, SearchSpec(trials=1, epochs=5, name="late"))
+        search_id, trial_id = search.id, search.trials[0].id
+        # Running elsewhere: this server's runner neither claims nor times it out meanwhile.
+        db.session.execute(
+            update(Trial)
+            .where(Trial.id == trial_id)
+            .values(status=RUNNING, attempt=1, worker="elsewhere:1", started_at=utcnow())
+        )
+        db.session.execute(update(Search).where(Search.id == search_id).values(status=RUNNING))
+        add_epoch(trial_id, 1)
+        page.goto(f"/searches/{search_id}")
+        page.wait_for_function("() => document.getElementById('chart-acc').data.length === 1")
+        newest = db.session.execute(select(func.max(Epoch.id))).scalar()
+        add_epoch(trial_id, 3, row_id=newest + 10)  # committed first
+        with page.expect_response(lambda r: "/poll?" in r.url and f"after={newest + 10}" in r.url):
+            pass  # a poll has gone past epoch 3's id
+        add_epoch(trial_id, 2, row_id=newest + 5)  # then the earlier epoch, below the cursor
+        page.wait_for_function(
+            "() => document.getElementById('chart-acc').data[0].x.join() === '1,2,3'"
+        )
+        db.session.execute(update(Trial).where(Trial.id == trial_id).values(status=COMPLETED))
+        db.session.execute(update(Search).where(Search.id == search_id).values(status=COMPLETED))
+        db.session.commit()
+        db.engine.dispose()
 
 
 def test_every_page_loads_cleanly(page, finished, watch):
