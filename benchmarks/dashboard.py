@@ -7,8 +7,10 @@ log.txt and a plot in each), then measures, per size: the search JSON the page l
 (/api/searches/<id>, cold = first request of a new process, and warm), the columnar epochs
 JSON of every trial (/epochs?after=0, what the page fetches when asked to draw all) and of
 the curves the page draws first (the best ten of a search over 20 trials), an incremental
-poll with nothing new, the archive download, and the time until the search page has drawn
-its charts in headless Chromium.
+poll with nothing new, the archive download, the time until the search page has drawn
+its charts in headless Chromium, and, with the search made to run (its trials' last epochs
+landing, 20 trials a second), the share of time the page's main thread is busy in long
+tasks as it polls and redraws.
 """
 
 from __future__ import annotations
@@ -143,21 +145,24 @@ def sample_plot(folder: Path) -> Path:
     return path
 
 
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DRAWN = """() => { const c = document.getElementById('chart-acc');
+                   const rows = document.querySelectorAll('#ranking tbody tr').length;
+                   return c && c.data && c.data.length > 0 && c._fullLayout && rows >= 1; }"""
+
+
 def page_drawn_seconds(base: str, search_id: int, warm_id: int) -> float:
     """Seconds from navigation until the accuracy chart and the ranking are drawn."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path="/usr/bin/chromium",
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         # A returning user: plotly.js (4.6 MB) and the page's scripts are in the browser's
         # cache and the server's workers are warm; the search's own data is not cached.
@@ -166,16 +171,87 @@ def page_drawn_seconds(base: str, search_id: int, warm_id: int) -> float:
         page.goto(f"{base}/")
         started = time.perf_counter()
         page.goto(f"{base}/searches/{search_id}")
-        page.wait_for_function(
-            """n => { const c = document.getElementById('chart-acc');
-                      const rows = document.querySelectorAll('#ranking tbody tr').length;
-                      return c && c.data && c.data.length > 0 && c._fullLayout && rows >= 1; }""",
-            timeout=600_000,
-        )
+        page.wait_for_function(DRAWN, timeout=600_000)
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
         elapsed = time.perf_counter() - started
         browser.close()
     return elapsed
+
+
+LIVE_SECONDS = 15.0
+LIVE_EVERY = 0.05  # one trial's last epoch lands this often: 20 trials' rows change a second
+
+
+def live_busy_share(base: str, search_id: int, database: Path) -> float:
+    """The share of time the page's main thread spends in long tasks (over 50 ms) while the
+    search runs: its trials' last epochs land one by one, each with a new best accuracy, as
+    the page polls and redraws. Turns the finished search into a running one first."""
+    import random
+    import sqlite3
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    from lrsearch.models import utcnow
+
+    def now() -> str:  # as SQLAlchemy stores a time in SQLite
+        return utcnow().isoformat(" ", timespec="microseconds")
+
+    with sqlite3.connect(database) as db:
+        db.execute("update search set status = 'running' where id = ?", (search_id,))
+        db.execute(
+            "update trial set status = 'running', epochs_done = ? where search_id = ?",
+            (EPOCHS - 1, search_id),
+        )
+        trial_ids = [
+            r[0] for r in db.execute("select id from trial where search_id = ?", (search_id,))
+        ]
+        db.execute(
+            f"delete from epoch where epoch = ? and trial_id in ({','.join('?' * len(trial_ids))})",
+            (EPOCHS, *trial_ids),
+        )
+    stop = threading.Event()
+
+    def finish_trials() -> None:
+        rnd = random.Random(0)
+        rnd.shuffle(trial_ids)
+        with sqlite3.connect(database) as db:
+            while trial_ids and not stop.wait(LIVE_EVERY):
+                trial_id = trial_ids.pop()
+                db.execute(
+                    "insert into epoch (trial_id, attempt, epoch, loss, acc_train, val_loss,"
+                    " acc_val, seconds, created_at) values (?, 1, ?, 0.5, 0.9, 0.5, 0.9, 0.01, ?)",
+                    (trial_id, EPOCHS, now()),
+                )
+                db.execute(
+                    "update trial set epochs_done = ?, best_val_acc = ?, updated_at = ?"
+                    " where id = ?",
+                    (EPOCHS, 0.5 + 0.45 * rnd.random(), now(), trial_id),
+                )
+                db.commit()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.add_init_script(
+            """window.__busy = 0;
+               new PerformanceObserver((list) => {
+                 for (const task of list.getEntries()) window.__busy += task.duration;
+               }).observe({ type: "longtask", buffered: true });"""
+        )
+        page.goto(f"{base}/searches/{search_id}")
+        page.wait_for_function(DRAWN, timeout=600_000)
+        page.wait_for_timeout(2000)
+        writer = threading.Thread(target=finish_trials)
+        writer.start()
+        busy, started = page.evaluate("window.__busy"), time.perf_counter()
+        time.sleep(LIVE_SECONDS)
+        busy = page.evaluate("window.__busy") - busy
+        elapsed = time.perf_counter() - started
+        stop.set()
+        writer.join()
+        browser.close()
+    return busy / 1000 / elapsed
 
 
 def main() -> None:
@@ -208,7 +284,7 @@ def main() -> None:
         print(
             f"{'trials':>6} {'JSON cold s':>11} {'warm s':>7} {'KiB':>6} {'epochs s':>8} "
             f"{'KiB':>7} {'drawn first s':>13} {'KiB':>5} {'poll ms':>7} {'archive s':>9} "
-            f"{'MiB':>5} {'page drawn s':>12}"
+            f"{'MiB':>5} {'page drawn s':>12} {'live busy':>9}"
         )
         results = {}
         for n in args.sizes:
@@ -224,19 +300,25 @@ def main() -> None:
             ).stdout
             results[n] = __import__("json").loads(out)
         drawn = {n: math.nan for n in args.sizes}
+        busy = {n: math.nan for n in args.sizes}
         if not args.no_browser and shutil.which("chromium"):
             from serve import server
 
             with server(data_dir, web_workers=2, workers=1) as (host, port, _):
+                base = f"http://{host}:{port}"
                 for n in args.sizes:
-                    drawn[n] = page_drawn_seconds(f"http://{host}:{port}", ids[n], ids[1])
+                    drawn[n] = page_drawn_seconds(base, ids[n], ids[1])
+                database = Path(data_dir) / "lrsearch.sqlite3"
+                for n in args.sizes:  # last: each search is left running
+                    busy[n] = live_busy_share(base, ids[n], database)
         for n in args.sizes:
             r = results[n]
             print(
                 f"{n:>6} {r['cold']:>11.3f} {r['warm']:>7.3f} {r['size'] / 1024:>6.0f} "
                 f"{r['epochs']:>8.3f} {r['epochs_size'] / 1024:>7.0f} {r['first']:>13.3f} "
                 f"{r['first_size'] / 1024:>5.0f} {r['poll'] * 1000:>7.1f} "
-                f"{r['archive']:>9.2f} {r['archive_size'] / 2**20:>5.1f} {drawn[n]:>12.2f}"
+                f"{r['archive']:>9.2f} {r['archive_size'] / 2**20:>5.1f} {drawn[n]:>12.2f} "
+                f"{busy[n]:>9.0%}"
             )
 
 

@@ -164,8 +164,7 @@
     renderSummary();
     if (grew || data.trials.length) {
       await loadShownCurves(); // the best K may have changed
-      renderCharts();
-      renderTable();
+      redrawSoon();
     }
     if (!data.complete) return 0;
     return L.SEARCH_FINAL.has(state.search.status) ? null : 1000;
@@ -323,6 +322,26 @@
   function renderCharts() {
     renderCurves();
     renderScatters();
+  }
+
+  // A poll's redraw waits until redrawing has taken at most a fifth of the time: with
+  // thousands of trials one redraw of the scatters holds the page for a second or more.
+  const redraw = { timer: null, at: 0, cost: 0 };
+
+  function redrawSoon() {
+    if (redraw.timer !== null) return; // one is due, and draws the state of then
+    const wait = Math.max(0, redraw.at + 4 * redraw.cost - performance.now());
+    redraw.timer = setTimeout(() => {
+      redraw.timer = null;
+      const started = performance.now();
+      renderCharts();
+      renderTable();
+      // Timed after the next frame, so that Chromium's layout and painting count too.
+      requestAnimationFrame(() => setTimeout(() => {
+        redraw.at = performance.now();
+        redraw.cost = redraw.at - started;
+      }, 0));
+    }, wait);
   }
 
   function renderAll() {
