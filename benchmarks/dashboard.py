@@ -1,6 +1,6 @@
 """The dashboard at scale: JSON, polls, archives and page drawing at 200-5,000 trials.
 
-Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser]
+Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser] [--live-seconds S]
 
 Fills a fresh database with finished searches of N trials x 30 epochs (with log folders:
 log.txt and a plot in each), then measures, per size: the search JSON the page loads
@@ -182,7 +182,9 @@ LIVE_SECONDS = 15.0
 LIVE_EVERY = 0.05  # one trial's last epoch lands this often: 20 trials' rows change a second
 
 
-def live_busy_share(base: str, search_id: int, database: Path) -> float:
+def live_busy_share(
+    base: str, search_id: int, database: Path, seconds: float = LIVE_SECONDS
+) -> float:
     """The share of time the page's main thread spends in long tasks (over 50 ms) while the
     search runs: its trials' last epochs land one by one, each with a new best accuracy, as
     the page polls and redraws. Turns the finished search into a running one first."""
@@ -245,7 +247,7 @@ def live_busy_share(base: str, search_id: int, database: Path) -> float:
         writer = threading.Thread(target=finish_trials)
         writer.start()
         busy, started = page.evaluate("window.__busy"), time.perf_counter()
-        time.sleep(LIVE_SECONDS)
+        time.sleep(seconds)
         busy = page.evaluate("window.__busy") - busy
         elapsed = time.perf_counter() - started
         stop.set()
@@ -258,6 +260,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--live-seconds", type=float, default=LIVE_SECONDS)
     args = parser.parse_args()
     print(f"# dashboard on {machine()}; {EPOCHS} epochs per trial")
     with tempfile.TemporaryDirectory(prefix="lrsearch-dash-") as data_dir:
@@ -310,7 +313,7 @@ def main() -> None:
                     drawn[n] = page_drawn_seconds(base, ids[n], ids[1])
                 database = Path(data_dir) / "lrsearch.sqlite3"
                 for n in args.sizes:  # last: each search is left running
-                    busy[n] = live_busy_share(base, ids[n], database)
+                    busy[n] = live_busy_share(base, ids[n], database, args.live_seconds)
         for n in args.sizes:
             r = results[n]
             print(

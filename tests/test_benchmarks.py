@@ -104,3 +104,13 @@ def test_overhead_prints_first_cold_and_warm_runs_and_the_command_line():
         assert runs == ["first", "cold", "warm"], out
     [cli] = table_rows(out, "1")  # run 1: seconds to the ranking, to the exit, plots drawn
     assert float(cli[1]) < float(cli[2]) and cli[3] == "40", out
+
+
+@pytest.mark.browser
+def test_dashboard_prints_a_row_per_size_with_the_page_measured():
+    if not Path("/usr/bin/chromium").exists() and not os.environ.get("CI"):
+        pytest.skip("/usr/bin/chromium is missing: apt-get install chromium")
+    out = run_benchmark("benchmarks/dashboard.py", "--sizes", "30", "--live-seconds", "2")
+    [row] = table_rows(out, "30")
+    assert len(row) == 13 and "nan" not in row, out
+    assert 0 <= float(row[12].rstrip("%")) <= 100  # the live page's busy share
