@@ -382,14 +382,24 @@
     state.showTrain = event.target.checked;
     renderCurves();
   });
-  $("top-k").addEventListener("change", async (event) => {
-    state.topK = Number(event.target.value);
-    renderCurves(); // what is here at once, then the rest as it arrives
-    try {
-      if (await loadShownCurves()) renderCurves();
-    } catch (error) {
-      $("conn-status").hidden = false; // the next poll fetches them again
+  /** Draw the curves the top-K filter asks for: those here at once, the rest once fetched. */
+  async function drawShownCurves() {
+    renderCurves();
+    for (let wait = 1000; ; wait = Math.min(2 * wait, 15000)) {
+      try {
+        if (await loadShownCurves()) renderCurves();
+        $("conn-status").hidden = true;
+        return;
+      } catch (error) {
+        $("conn-status").hidden = false; // "connection lost, retrying…"
+        await new Promise((resolve) => { setTimeout(resolve, wait); });
+      }
     }
+  }
+
+  $("top-k").addEventListener("change", (event) => {
+    state.topK = Number(event.target.value);
+    drawShownCurves();
   });
   $("cancel-form").addEventListener("submit", cancel);
   setTopK(state.topK);

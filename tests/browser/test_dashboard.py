@@ -92,6 +92,13 @@ def finished(browser, server, artifacts_dir) -> dict:
     )
     wait_for_status(page, "completed")
     assert page.evaluate("window.__sameDocument"), "the page reloaded"
+    # A poll's redraw may come a little later than its summary (see search.js).
+    page.wait_for_function(
+        """(epochs) => document.getElementById('chart-acc').data
+                         .filter((t) => t.meta && t.meta.role === 'val')
+                         .every((t) => t.x.length === epochs)""",
+        arg=int(SMALL["epochs"]),
+    )
     page.wait_for_timeout(300)  # let Plotly finish drawing before the picture
     page.screenshot(path=str(artifacts_dir / "search-page.png"), full_page=True)
     result = {
@@ -207,8 +214,11 @@ def test_many_trials_draw_the_best_ten_curves_and_rows_first(page, server):
     def drawn() -> dict[int, int]:
         return {t["trial"]: t["points"] for t in traces(page, "chart-acc", "val")}
 
-    page.wait_for_function(
-        "() => document.getElementById('chart-acc').data.every((t) => t.x.length === 3)"
+    page.wait_for_function(  # the last redraw may come a little after the summary's
+        """(ids) => { const data = document.getElementById('chart-acc').data;
+                      return data.length === ids.length
+                        && data.every((t) => ids.includes(t.meta.trial) && t.x.length === 3); }""",
+        arg=sorted(best),
     )
     assert drawn() == dict.fromkeys(best, 3)
     fetched: list = []
