@@ -16,7 +16,7 @@ from lrsearch.models import Search, Trial
 from lrsearch.search import plots, ranking, store
 from lrsearch.search.runner import ProcessSlots, Runner, RunnerSettings
 from lrsearch.search.sampler import format_lr
-from lrsearch.search.spec import SearchSpec, SpecError, parse_spec
+from lrsearch.search.spec import MAX_INTEGER, SearchSpec, SpecError, parse_spec
 
 group = AppGroup("lrsearch", help="Learning-rate search from the command line.")
 
@@ -248,7 +248,8 @@ def list_command() -> None:
 def show_command(search_id: int) -> None:
     """Show one search and its ranking."""
     ensure_schema()
-    search = db.session.get(Search, search_id)
+    # An id past the INTEGER column: PostgreSQL would refuse to compare it (a traceback).
+    search = db.session.get(Search, search_id) if 0 <= search_id <= MAX_INTEGER else None
     if search is None:
         fail_usage(f"no search {search_id}")
     print_search(search)

@@ -129,6 +129,16 @@ def test_list_and_show_print_what_is_stored(cli, make_search):
     assert missing.exit_code == 2 and "no search 999" in missing.stderr
 
 
+@pytest.mark.postgres
+def test_show_an_id_past_the_integer_column_on_postgresql(request, app_config, postgres_url):
+    app_config["DATABASE_URL"] = postgres_url
+    cli = request.getfixturevalue("cli")
+    for search_id in (str(2**31), "-1"):
+        missing = cli.invoke(args=["lrsearch", "show", "--", search_id])
+        assert missing.exit_code == 2 and f"no search {search_id}" in missing.stderr
+        assert "Traceback" not in missing.output
+
+
 def process_group(pgid: int) -> list[int]:
     """The live processes of a process group, from the process table."""
     members = []

@@ -13,7 +13,8 @@ from lrsearch.search.sampler import SAMPLERS
 from lrsearch.training import DatasetError, dataset_shape
 
 LR_FLOOR, LR_CEILING = 1e-8, 10.0
-MAX_SEED = 2**31 - 1  # the seed column is a 32-bit signed INTEGER on PostgreSQL
+MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, the seed) are 32-bit signed on PostgreSQL
+MAX_SEED = MAX_INTEGER
 _SIGNED_DECIMAL = re.compile(r"[+-]?\d+")
 
 

@@ -11,7 +11,7 @@ from lrsearch import artifacts
 from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
 from lrsearch.search import store
-from lrsearch.search.spec import SpecError, parse_spec
+from lrsearch.search.spec import MAX_INTEGER, SpecError, parse_spec
 from lrsearch.web import downloads, serialize
 from lrsearch.web.errors import ApiError
 
@@ -151,7 +151,7 @@ def int_arg(name: str, default: int) -> int:
         raise ApiError(
             400, f"{name} must be a whole number", errors={name: "not a number"}
         ) from None
-    if number < 0 or number > 2**62:
+    if number < 0 or number > MAX_INTEGER:
         raise ApiError(400, f"{name} is out of range", errors={name: "out of range"})
     return number
 
@@ -169,13 +169,16 @@ def ids_arg(name: str) -> list[int] | None:
         raise ApiError(
             400, f"{name} lists more than {MAX_IDS} ids", errors={name: f"over {MAX_IDS} ids"}
         )
-    if not all(p.isascii() and p.isdigit() and len(p) < 19 for p in parts):
+    if not all(p.isascii() and p.isdigit() for p in parts):
         raise ApiError(
             400,
             f"{name} must be ids separated by commas",
             errors={name: "not a comma-separated list of ids"},
         )
-    return [int(p) for p in parts]
+    ids = [int(p) for p in parts]
+    if any(i > MAX_INTEGER for i in ids):
+        raise ApiError(400, f"{name} lists an id out of range", errors={name: "out of range"})
+    return ids
 
 
 def time_arg(name: str) -> datetime | None:
