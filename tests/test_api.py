@@ -248,7 +248,9 @@ def test_epochs_of_chosen_trials_come_in_pages(app, make_search):
     assert after == db.session.execute(select(func.max(Epoch.id))).scalar()
 
 
-@pytest.mark.parametrize("trials", ["a", "1,,2", "-1", "1.5", "1,", " 1", "\uff11", "9" * 40])
+@pytest.mark.parametrize(
+    "trials", ["a", "1,,2", "-1", "1.5", "1,", " 1", "\uff11", "9" * 40, "9" * 5000]
+)
 def test_epochs_trials_must_be_ids(client, make_search, trials):
     search = make_search(trials=1, epochs=1)
     response = client.get(f"/api/searches/{search.id}/epochs", query_string={"trials": trials})
