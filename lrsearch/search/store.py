@@ -196,17 +196,6 @@ _TRIAL_AND_SEARCH = select(Trial, Search).join(Search).where(Trial.id == bindpar
 
 # The per-epoch statements: Core on the tables, compiled once per dialect (see prepared).
 _epoch, _trial, _search = Epoch.__table__, Trial.__table__, Search.__table__
-_EPOCH_ROW = (
-    "trial_id",
-    "attempt",
-    "epoch",
-    "loss",
-    "acc_train",
-    "val_loss",
-    "acc_val",
-    "seconds",
-    "created_at",
-)
 _EPOCH_EXISTS = select(_epoch.c.id).where(
     _epoch.c.trial_id == bindparam("trial_id"),
     _epoch.c.attempt == bindparam("attempt"),
@@ -236,18 +225,18 @@ _UPDATE_RUNNING_TRIAL = (
 
 
 @functools.cache
-def _epoch_statements(dialect: Dialect, summary: tuple[str, ...]) -> tuple:
-    """(insert once, exists, insert, update trial) for a dialect and summary keys.
+def _epoch_statements(dialect: Dialect, row: tuple[str, ...], trial: tuple[str, ...]) -> tuple:
+    """(insert once, exists, insert, update trial) for a dialect, compiled for the names of
+    an epoch's row and of the trial's values (its summary's keys among them).
 
     Where the dialect has no insert-once, the first is None; else the two after it are.
     """
-    trial = ("trial_id_", "attempt_", "heartbeat_at", "updated_at", "epochs_done", *summary)
     update_trial = PreparedStatement(_UPDATE_RUNNING_TRIAL, dialect, trial)
     once = _INSERT_EPOCH_ONCE.get(dialect.name)
     if once is not None:
-        return PreparedStatement(once, dialect, _EPOCH_ROW), None, None, update_trial
+        return PreparedStatement(once, dialect, row), None, None, update_trial
     exists = PreparedStatement(_EPOCH_EXISTS, dialect, ("trial_id", "attempt", "epoch"))
-    return None, exists, PreparedStatement(_epoch.insert(), dialect, _EPOCH_ROW), update_trial
+    return None, exists, PreparedStatement(_epoch.insert(), dialect, row), update_trial
 
 
 def write_epoch(
@@ -286,7 +275,7 @@ def write_epoch(
         **summary,
     }
     insert_once, exists, insert, update_trial = _epoch_statements(
-        connection.dialect, tuple(summary)
+        connection.dialect, tuple(row), tuple(trial_values)
     )
 
     def steps(execute) -> str | None:
