@@ -117,3 +117,13 @@ def postgres_url():
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def on_postgresql(app_config, postgres_url) -> None:
+    """Put `app` (and what is built on it) on a fresh PostgreSQL database.
+
+    Request it before `app`: with @pytest.mark.usefixtures, or first among a fixture's
+    arguments.
+    """
+    app_config["DATABASE_URL"] = postgres_url

@@ -184,10 +184,9 @@ def test_epochs_of_chosen_trials_and_where_to_poll_on(client, make_search):
 
 
 @pytest.mark.postgres
-def test_epochs_of_chosen_trials_on_postgresql(request, app_config, postgres_url):
-    app_config["DATABASE_URL"] = postgres_url
-    client = request.getfixturevalue("client")
-    check_chosen_trials(client, request.getfixturevalue("make_search"))
+@pytest.mark.usefixtures("on_postgresql")
+def test_epochs_of_chosen_trials_on_postgresql(client, make_search):
+    check_chosen_trials(client, make_search)
     check_ids_past_the_integer_columns(client)
 
 

@@ -130,9 +130,8 @@ def test_list_and_show_print_what_is_stored(cli, make_search):
 
 
 @pytest.mark.postgres
-def test_show_an_id_past_the_integer_column_on_postgresql(request, app_config, postgres_url):
-    app_config["DATABASE_URL"] = postgres_url
-    cli = request.getfixturevalue("cli")
+@pytest.mark.usefixtures("on_postgresql")
+def test_show_an_id_past_the_integer_column_on_postgresql(cli):
     for search_id in (str(2**31), "-1"):
         missing = cli.invoke(args=["lrsearch", "show", "--", search_id])
         assert missing.exit_code == 2 and f"no search {search_id}" in missing.stderr

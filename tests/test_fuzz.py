@@ -12,7 +12,6 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, quote
 
 import pytest
@@ -23,7 +22,6 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from sqlalchemy import delete, func, select
 
-from lrsearch import create_app
 from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
 from lrsearch.search.spec import LR_CEILING, LR_FLOOR, MAX_SEED, SearchSpec, SpecError, parse_spec
@@ -681,16 +679,9 @@ def test_json_nested_deeper_than_the_parser_is_400_not_500(client, raw):
 
 
 @pytest.fixture
-def postgres_app(app_config, postgres_url) -> Iterator[Flask]:
+def postgres_app(on_postgresql, app) -> Flask:
     """The app on a fresh PostgreSQL database, dropped afterwards."""
-    from flask_migrate import upgrade
-
-    app = create_app({**app_config, "DATABASE_URL": postgres_url})
-    with app.app_context():
-        upgrade(directory=app.config["MIGRATIONS_DIR"])
-        yield app
-        db.session.remove()
-        db.engine.dispose()
+    return app
 
 
 @pytest.mark.postgres

@@ -258,18 +258,10 @@ def test_an_epoch_write_commits_and_says_when_to_stop(app):
 
 
 @pytest.mark.postgres
-def test_an_epoch_write_on_postgresql(postgres_url, app_config):
+@pytest.mark.usefixtures("on_postgresql")
+def test_an_epoch_write_on_postgresql(app):
     """The same through psycopg: its named parameters and native datetimes."""
-    from flask_migrate import upgrade
-
-    app = create_app({**app_config, "DATABASE_URL": postgres_url})
-    with app.app_context():
-        try:
-            upgrade(directory=app.config["MIGRATIONS_DIR"])
-            check_epoch_writes(app)
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+    check_epoch_writes(app)
 
 
 def check_epoch_writes(app) -> None:
