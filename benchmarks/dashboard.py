@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 
 from common import machine
+from serve import CHROMIUM, CHROMIUM_ARGS, server
 
 from lrsearch import artifacts
 
@@ -145,13 +145,6 @@ def sample_plot(folder: Path) -> Path:
     return path
 
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DRAWN = """() => { const c = document.getElementById('chart-acc');
                    const rows = document.querySelectorAll('#ranking tbody tr').length;
                    return c && c.data && c.data.length > 0 && c._fullLayout && rows >= 1; }"""
@@ -162,7 +155,7 @@ def page_drawn_seconds(base: str, search_id: int, warm_id: int) -> float:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         # A returning user: plotly.js (4.6 MB) and the page's scripts are in the browser's
         # cache and the server's workers are warm; the search's own data is not cached.
@@ -233,7 +226,7 @@ def live_busy_share(
                 db.commit()
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(
             """window.__busy = 0;
@@ -304,9 +297,7 @@ def main() -> None:
             results[n] = __import__("json").loads(out)
         drawn = {n: math.nan for n in args.sizes}
         busy = {n: math.nan for n in args.sizes}
-        if not args.no_browser and shutil.which("chromium"):
-            from serve import server
-
+        if not args.no_browser and Path(CHROMIUM).exists():
             with server(data_dir, web_workers=2, workers=1) as (host, port, _):
                 base = f"http://{host}:{port}"
                 for n in args.sizes:

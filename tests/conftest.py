@@ -6,6 +6,7 @@ import math
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -13,11 +14,22 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from benchmarks.serve import CHROMIUM
 from lrsearch import create_app
 from lrsearch.extensions import db
 from lrsearch.models import COMPLETED, DIVERGED, Epoch, Search
 from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Without Chromium, skip the browser tests, except in CI, where they must run."""
+    if Path(CHROMIUM).exists() or os.environ.get("CI"):
+        return
+    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium")
+    for item in items:
+        if "browser" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,26 +14,8 @@ from benchmarks import serve
 from tests.faults import children_of, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM_ARGS = [*serve.CHROMIUM_ARGS, "--disable-gpu"]
 ARTIFACTS = ROOT / "test-artifacts"
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Without Chromium, skip the browser tests, except in CI, where they must run."""
-    if Path(CHROMIUM).exists() or os.environ.get("CI"):
-        return
-    skip = pytest.mark.skip(reason=f"{CHROMIUM} is missing: apt-get install chromium")
-    for item in items:
-        if "browser" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -68,7 +49,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=serve.CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
