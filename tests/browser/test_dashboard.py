@@ -245,7 +245,9 @@ def test_many_trials_draw_the_best_ten_curves_and_rows_first(page, server):
     assert set(drawn()) == {t["id"] for t in ranked[:5]}
 
 
-def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(page, server, server_data):
+def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(
+    page, server, server_data, monkeypatch
+):
     """Two PostgreSQL transactions may commit in either order, so a page's epoch-id cursor
     can pass over an epoch not yet visible: the page sees the gap and fetches that curve
     again. Here the rows are written as a worker elsewhere would, ids out of order."""
@@ -270,15 +272,17 @@ def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(page, serv
         db.session.commit()
 
     with app.app_context():
-        search = store.create_search(db.session, SearchSpec(trials=1, epochs=5, name="late"))
-        search_id, trial_id = search.id, search.trials[0].id
-        # Running elsewhere: this server's runner neither claims nor times it out meanwhile.
-        db.session.execute(
-            update(Trial)
-            .where(Trial.id == trial_id)
-            .values(status=RUNNING, attempt=1, worker="elsewhere:1", started_at=utcnow())
-        )
-        db.session.execute(update(Search).where(Search.id == search_id).values(status=RUNNING))
+        # Running elsewhere from its first commit on, so that this server's runner never sees
+        # it queued (it would claim and train it) and neither claims nor times it out.
+        with monkeypatch.context() as patch:
+            patch.setattr(db.session, "commit", db.session.flush)
+            search = store.create_search(db.session, SearchSpec(trials=1, epochs=5, name="late"))
+        search.status = RUNNING
+        trial = search.trials[0]
+        trial.status, trial.attempt, trial.worker = RUNNING, 1, "elsewhere:1"
+        trial.started_at = utcnow()
+        db.session.commit()
+        search_id, trial_id = search.id, trial.id
         add_epoch(trial_id, 1)
         page.goto(f"/searches/{search_id}")
         page.wait_for_function("() => document.getElementById('chart-acc').data.length === 1")
