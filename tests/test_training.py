@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -287,6 +288,7 @@ def _imported_modules(path: Path) -> list[str]:
 
 
 def test_training_package_imports_numpy_and_stdlib_only() -> None:
+    """Numba too, but in kernels.py only, where it is optional (tests/test_kernels.py)."""
     files = sorted(TRAINING_DIR.glob("*.py"))
     assert files
     for path in files:
@@ -296,5 +298,22 @@ def test_training_package_imports_numpy_and_stdlib_only() -> None:
                 top == "numpy"
                 or top in sys.stdlib_module_names
                 or name.startswith("lrsearch.training")
+                or (top == "numba" and path.name == "kernels.py")
             )
             assert allowed, f"{path.name} imports {name}"
+
+
+def test_training_runs_without_numba() -> None:
+    """Where Numba is missing, the package imports and trains on its NumPy passes."""
+    code = (
+        "import sys; sys.modules['numba'] = None\n"  # import numba now raises ImportError
+        "from lrsearch.training import kernels, train\n"
+        "from lrsearch.training.datasets import load_digits\n"
+        "result = train(load_digits(), [64, 32, 10], 1e-2, epochs=3, seed=0)\n"
+        "assert not kernels.COMPILED and kernels.adam_update is kernels.adam_update_numpy\n"
+        "print(result.status, result.history[-1].acc_val)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    status, accuracy = done.stdout.split()
+    assert status == "completed" and float(accuracy) > 0.85

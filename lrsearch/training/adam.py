@@ -6,9 +6,11 @@ import math
 
 import numpy as np
 
+from lrsearch.training import kernels
+
 
 class Adam:
-    """Adam (Kingma & Ba, Algorithm 1) over a flat vector, ten in-place passes per step.
+    """Adam (Kingma & Ba, Algorithm 1) over a flat vector, in one pass (kernels.adam_update).
 
     The moments are kept unnormalised, M = m / (1 - beta1) and V = v / (1 - beta2), so that
     their updates need no scaling pass; the bias corrections and those factors fold into two
@@ -32,20 +34,14 @@ class Adam:
         self.steps = 0
 
     def step(self, grad: np.ndarray) -> None:
-        """Apply one update from `grad` (same shape and dtype as params); grad is overwritten."""
+        """Apply one update from `grad` (same shape and dtype as params); grad may be spent."""
         self.steps += 1
         t, b1, b2 = self.steps, self.beta1, self.beta2
-        m, v, p, g = self.m, self.v, self.params, grad
-        np.multiply(m, b1, out=m)
-        np.add(m, g, out=m)
-        np.multiply(v, b2, out=v)
-        np.square(g, out=g)
-        np.add(v, g, out=v)
         # lr * m_hat / (sqrt(v_hat) + eps) == step * M / (sqrt(V) + eps')
         c1 = (1.0 - b1) / (1.0 - b1**t)
         c2 = math.sqrt((1.0 - b2) / (1.0 - b2**t))
-        np.sqrt(v, out=g)  # g is free from here on: it holds the step
-        np.add(g, self.eps / c2, out=g)
-        np.divide(m, g, out=g)
-        np.multiply(g, self.lr * c1 / c2, out=g)
-        np.subtract(p, g, out=p)
+        real = self.params.dtype.type  # the arrays' float, as NumPy casts a Python float
+        kernels.adam_update(
+            self.params, grad, self.m, self.v,
+            real(b1), real(b2), real(self.eps / c2), real(self.lr * c1 / c2),
+        )  # fmt: skip

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lrsearch.training import kernels
+
 DEFAULT_CHUNK = 1024  # rows per forward pass when evaluating a whole data set
 
 
@@ -175,9 +177,10 @@ class MLP:
         for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             act = self._ws.acts[i][:rows]
             np.matmul(out, w, out=act)
-            np.add(act, b, out=act)
             if i < last:
-                np.maximum(act, self._ws.zeros[i][:rows], out=act)
+                kernels.add_bias_relu(act, b, self._ws.zeros[i][:rows])
+            else:
+                np.add(act, b, out=act)
             out = act
         return out
 
@@ -223,7 +226,5 @@ class MLP:
                 break  # no gradient for the input itself
             prev = ws.deltas[i - 1][:rows]
             np.matmul(delta, self.weights[i].T, out=prev)
-            active = ws.active[i - 1][:rows]
-            np.greater(below, ws.zeros[i - 1][:rows], out=active)
-            np.multiply(prev, active, out=prev)  # ReLU derivative
+            kernels.relu_backward(prev, below, ws.zeros[i - 1][:rows], ws.active[i - 1][:rows])
             delta = prev

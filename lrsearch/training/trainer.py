@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lrsearch.training import kernels
 from lrsearch.training.adam import Adam
 from lrsearch.training.datasets import Dataset
 from lrsearch.training.fpu import subnormals_flushed
@@ -73,6 +74,7 @@ class Trainer:
         seed: int = 0,
     ) -> None:
         layers = _check_arguments(data, layers, lr, batch_size, beta1, beta2, eps)
+        kernels.use_compiled()  # the same floats as NumPy's passes, sooner
         init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
         self.net = MLP(layers, seed=np.random.default_rng(init_seed), dtype=np.float32)
         self.optimizer = Adam(self.net.params, float(lr), float(beta1), float(beta2), float(eps))

@@ -1,0 +1,135 @@
+"""The trainer's elementwise passes: compiled loops where Numba is installed, NumPy otherwise.
+
+NumPy runs each of these as whole-array passes, one per operation (Adam's update takes ten
+over four parameter-sized vectors, which do not fit in a core's cache); a compiled loop
+reads and writes each element once. The two forms give the same floats: the loops are
+compiled without fast-math, so nothing is reassociated or fused into a multiply-add, and
+tests hold every pair to that. A process uses the NumPy forms until `use_compiled()`
+(called by every Trainer) swaps the loops in; without Numba they stay, and this package
+needs NumPy alone. Numba is imported only then, so a process that never trains (the web
+server, the command line's own) never loads it.
+
+Floats are those of the arrays: scalars arrive already cast to the arrays' dtype, as NumPy
+casts a Python float against a float32 array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def adam_update_numpy(params, grad, m, v, beta1, beta2, eps, step) -> None:
+    """M = beta1 M + g; V = beta2 V + g^2; params -= step M / (sqrt(V) + eps); grad is spent."""
+    np.multiply(m, beta1, out=m)
+    np.add(m, grad, out=m)
+    np.multiply(v, beta2, out=v)
+    np.square(grad, out=grad)
+    np.add(v, grad, out=v)
+    np.sqrt(v, out=grad)  # grad is free from here on: it holds the step
+    np.add(grad, eps, out=grad)
+    np.divide(m, grad, out=grad)
+    np.multiply(grad, step, out=grad)
+    np.subtract(params, grad, out=params)
+
+
+def adam_update_loop(params, grad, m, v, beta1, beta2, eps, step) -> None:
+    """adam_update_numpy, one element at a time (grad is left as it was)."""
+    for i in range(params.shape[0]):
+        g = grad[i]
+        mi = m[i] * beta1 + g
+        vi = v[i] * beta2 + g * g
+        m[i] = mi
+        v[i] = vi
+        params[i] = params[i] - (mi / (np.sqrt(vi) + eps)) * step
+
+
+def add_bias_relu_numpy(act, bias, zeros) -> None:
+    """act = max(act + bias, 0) row by row; NaN stays NaN (zeros: act's shape, all 0)."""
+    np.add(act, bias, out=act)
+    np.maximum(act, zeros, out=act)
+
+
+def add_bias_relu_loop(act, bias, zeros) -> None:
+    """add_bias_relu_numpy, one element at a time (zeros is not read)."""
+    rows, cols = act.shape
+    zero = act.dtype.type(0)
+    for r in range(rows):
+        for j in range(cols):
+            x = act[r, j] + bias[j]
+            act[r, j] = x if not x <= 0 else zero  # max(x, 0) that keeps NaN, as NumPy's does
+
+
+def relu_backward_numpy(delta, below, zeros, active) -> None:
+    """delta *= (below > 0): the ReLU's derivative (zeros, active: scratch of below's shape)."""
+    np.greater(below, zeros, out=active)
+    np.multiply(delta, active, out=delta)
+
+
+def relu_backward_loop(delta, below, zeros, active) -> None:
+    """relu_backward_numpy, one element at a time (zeros and active are not used)."""
+    rows, cols = delta.shape
+    one, zero = delta.dtype.type(1), delta.dtype.type(0)
+    for r in range(rows):
+        for j in range(cols):
+            delta[r, j] = delta[r, j] * (one if below[r, j] > 0 else zero)
+
+
+NUMPY = {
+    "adam_update": adam_update_numpy,
+    "add_bias_relu": add_bias_relu_numpy,
+    "relu_backward": relu_backward_numpy,
+}
+LOOPS = {
+    "adam_update": adam_update_loop,
+    "add_bias_relu": add_bias_relu_loop,
+    "relu_backward": relu_backward_loop,
+}
+
+
+def compile_loops() -> dict | None:
+    """The loops compiled by Numba (cached on disk where it can be), or None without it."""
+    try:  # an optional accelerator: the package needs NumPy only
+        import numba
+    except ImportError:
+        return None
+    options = {"nogil": True, "error_model": "numpy"}  # x / 0 is inf, as in NumPy
+    try:
+        jit = numba.njit(cache=True, **options)
+        return {name: jit(loop) for name, loop in LOOPS.items()}
+    except RuntimeError:  # no writable cache folder: compile in every process instead
+        jit = numba.njit(**options)
+        return {name: jit(loop) for name, loop in LOOPS.items()}
+
+
+def use_compiled() -> bool:
+    """Swap the compiled loops in for this process, once; False where Numba is missing."""
+    global COMPILED, _tried, adam_update, add_bias_relu, relu_backward
+    if not _tried:
+        _tried = True
+        loops = compile_loops()
+        if loops is not None:
+            adam_update = loops["adam_update"]
+            add_bias_relu = loops["add_bias_relu"]
+            relu_backward = loops["relu_backward"]
+            COMPILED = True
+    return COMPILED
+
+
+def warm(dtype: type = np.float32) -> None:
+    """Compile (or load from the cache) each kernel for `dtype` now, not in the first step.
+
+    The first costs about a second (Numba readies LLVM), the others milliseconds; a process
+    that trains afterwards, or is forked from this one, then pays nothing for them.
+    """
+    use_compiled()
+    x, b = np.ones((2, 3), dtype), np.ones(3, dtype)
+    one = np.dtype(dtype).type(1)
+    adam_update(b.copy(), b.copy(), b.copy(), b.copy(), one, one, one, one)
+    add_bias_relu(x.copy(), b, np.zeros_like(x))
+    relu_backward(x.copy(), x, np.zeros_like(x), np.empty(x.shape, np.bool_))
+
+
+COMPILED, _tried = False, False
+adam_update = adam_update_numpy
+add_bias_relu = add_bias_relu_numpy
+relu_backward = relu_backward_numpy

@@ -1,0 +1,97 @@
+"""The trainer's compiled loops give the very floats of the NumPy passes they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from lrsearch.training import Trainer, kernels
+from lrsearch.training.datasets import make_synthetic
+
+COMPILED = kernels.compile_loops()
+DTYPES = [np.float32, np.float64]
+pytestmark = [
+    pytest.mark.skipif(COMPILED is None, reason="Numba is not installed"),
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),  # inf - inf and the like: as trained
+]
+
+# Every float, the awkward ones included: NaN, infinities, signed zeros, subnormals.
+any_float = st.floats(width=32, allow_nan=True, allow_infinity=True, allow_subnormal=True)
+
+
+def floats(dtype, shape) -> st.SearchStrategy:
+    return hnp.arrays(dtype, shape, elements=any_float)
+
+
+def assert_same(a: np.ndarray, b: np.ndarray, name: str = "") -> None:
+    """Equal values and NaN in the same places (zeros' signs aside)."""
+    np.testing.assert_array_equal(a, b, err_msg=name, strict=True)
+
+
+def test_a_trainer_swaps_the_compiled_loops_in() -> None:
+    """requirements.txt installs Numba, so that is what trains."""
+    Trainer(make_synthetic(50, 4, 2), [4, 3, 2], 1e-3)
+    assert kernels.COMPILED and kernels.adam_update is not kernels.adam_update_numpy
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), n=st.integers(1, 40))
+def test_adam_update(dtype, data, n) -> None:
+    params, grad, m, v = (data.draw(floats(dtype, n)) for _ in range(4))
+    v = np.abs(v)  # a second moment is never negative
+    real = np.dtype(dtype).type
+    scalars = [real(data.draw(st.floats(0, 1, width=32))) for _ in range(2)]
+    scalars += [real(data.draw(st.floats(2.0**-40, 1.0, width=32))) for _ in range(2)]
+    expected = [a.copy() for a in (params, grad, m, v)]
+    kernels.adam_update_numpy(*expected, *scalars)
+    got = [a.copy() for a in (params, grad, m, v)]
+    COMPILED["adam_update"](*got, *scalars)
+    for name, i in (("params", 0), ("m", 2), ("v", 3)):
+        assert_same(got[i], expected[i], name)
+    assert_same(got[1], grad)  # the loop leaves the gradient as it was
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 9), cols=st.integers(1, 9))
+def test_add_bias_relu(dtype, data, rows, cols) -> None:
+    act, bias = data.draw(floats(dtype, (rows, cols))), data.draw(floats(dtype, cols))
+    zeros = np.zeros_like(act)
+    expected, got = act.copy(), act.copy()
+    kernels.add_bias_relu_numpy(expected, bias, zeros)
+    COMPILED["add_bias_relu"](got, bias, zeros)
+    assert_same(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 9), cols=st.integers(1, 9))
+def test_relu_backward(dtype, data, rows, cols) -> None:
+    delta, below = (data.draw(floats(dtype, (rows, cols))) for _ in range(2))
+    scratch = np.zeros_like(below), np.empty(below.shape, np.bool_)
+    expected, got = delta.copy(), delta.copy()
+    kernels.relu_backward_numpy(expected, below, *scratch)
+    COMPILED["relu_backward"](got, below, *scratch)
+    assert_same(got, expected)
+
+
+def train_bits(monkeypatch, chosen: dict, lr: float) -> tuple[np.ndarray, list]:
+    kernels.use_compiled()  # done once: the Trainer below leaves these as they are
+    for name, kernel in chosen.items():
+        monkeypatch.setattr(kernels, name, kernel)
+    data = make_synthetic(600, 20, 4, seed=3)
+    trainer = Trainer(data, [20, 32, 16, 4], lr, batch_size=32, seed=5)
+    fits = [trainer.train_epoch() for _ in range(3)]
+    return trainer.net.params.copy(), fits
+
+
+@pytest.mark.parametrize("lr", [1e-3, 0.5])  # 0.5: saturated softmax, subnormal gradients
+def test_training_gives_the_same_bits_either_way(monkeypatch, lr) -> None:
+    compiled = train_bits(monkeypatch, COMPILED, lr)
+    plain = train_bits(monkeypatch, kernels.NUMPY, lr)
+    assert repr(compiled[1]) == repr(plain[1])  # repr: nan equals nan
+    assert compiled[0].tobytes() == plain[0].tobytes()
