@@ -6,8 +6,10 @@ MNIST-shaped synthetic data (60,000 x 784, 10 classes), a 784-256-128-10 ReLU ne
 Adam at lr 1e-3, batch 64, float32. Each trainer runs one warm-up epoch; then the trainers
 take turns, one epoch each per round, for `--epochs` rounds, so that a slow minute of a
 shared machine falls on all of them alike. The median epoch is reported (validation is
-timed separately for lrsearch). Last, lrsearch at two high learning rates, with subnormal
-floats flushed to zero as it trains and with them kept, in turns the same way.
+timed separately for lrsearch). Where Numba is installed, lrsearch also takes its turn on
+NumPy's whole-array passes instead of the compiled loops (the same floats). Last,
+lrsearch at two high learning rates, with subnormal floats flushed to zero as it trains and
+with them kept, in turns the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 from unittest import mock
 
@@ -30,7 +33,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lrsearch.training import Trainer  # noqa: E402
+from lrsearch.training import Trainer, kernels  # noqa: E402
 from lrsearch.training import trainer as trainer_module  # noqa: E402
 from lrsearch.training.datasets import make_synthetic  # noqa: E402
 
@@ -103,6 +106,16 @@ def lrsearch_epoch(data) -> Callable[[], object]:
     return Trainer(data, LAYERS, LR, batch_size=BATCH, seed=0).train_epoch
 
 
+def numpy_passes(run_epoch: Callable[[], object]) -> Callable[[], object]:
+    """The same epoch on NumPy's whole-array passes instead of the compiled loops."""
+
+    def run() -> object:
+        with mock.patch.multiple(kernels, **kernels.NUMPY):
+            return run_epoch()
+
+    return run
+
+
 def sklearn_epoch(data) -> Callable[[], object] | None:
     """scikit-learn MLPClassifier, one epoch per partial_fit call."""
     try:
@@ -170,8 +183,10 @@ def run(n: int, epochs: int, with_sklearn: bool, with_torch: bool) -> None:
     generated = time.perf_counter() - start
     peak = sgemm_gflops(2048, 2048, 2048)
     small = sgemm_gflops(BATCH, 784, 256)
-    ours = "lrsearch (NumPy)"
+    ours = "lrsearch"
     contenders = {ours: lrsearch_epoch(data)}
+    if kernels.COMPILED:  # the loops' gain, side by side (the floats are the same)
+        contenders["lrsearch, NumPy passes (no Numba)"] = numpy_passes(lrsearch_epoch(data))
     if with_sklearn and (epoch := sklearn_epoch(data)) is not None:
         contenders["scikit-learn MLPClassifier.partial_fit"] = epoch
     if with_torch and (found := torch_epoch(data)) is not None:
@@ -186,9 +201,10 @@ def run(n: int, epochs: int, with_sklearn: bool, with_torch: bool) -> None:
     flops = matmul_flops_per_epoch(n)
     mine = results[ours]
     achieved, achieved_cpu = flops / mine["seconds"] / 1e9, flops / mine["cpu"] / 1e9
+    loops = f"Numba {version('numba')} loops" if kernels.COMPILED else "NumPy passes"
     print(
-        f"numpy {np.__version__}; {n:,} samples; median of {epochs} round(s) after a warm-up, "
-        "the trainers taking turns"
+        f"numpy {np.__version__}, {loops}; {n:,} samples; median of {epochs} round(s) after "
+        "a warm-up, the trainers taking turns"
     )
     print(f"synthetic data generated in {generated:.2f} s; {flops / 1e9:.1f} GFLOP/epoch of matmul")
     print(
