@@ -95,3 +95,22 @@ def test_training_gives_the_same_bits_either_way(monkeypatch, lr) -> None:
     plain = train_bits(monkeypatch, kernels.NUMPY, lr)
     assert repr(compiled[1]) == repr(plain[1])  # repr: nan equals nan
     assert compiled[0].tobytes() == plain[0].tobytes()
+
+
+def test_loops_compile_where_no_cache_folder_can_be_written(monkeypatch) -> None:
+    """Numba refuses cache=True when neither __pycache__ nor a user cache is writable."""
+    import numba
+
+    real_njit = numba.njit
+
+    def njit(*args, cache=False, **options):
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(*args, **options)
+
+    monkeypatch.setattr(numba, "njit", njit)
+    loops = kernels.compile_loops()
+    assert loops is not None and set(loops) == set(kernels.NUMPY)
+    act = np.array([[-1.0, 2.0]], np.float32)
+    loops["add_bias_relu"](act, np.ones(2, np.float32), np.zeros_like(act))
+    assert act.tolist() == [[0.0, 3.0]]
