@@ -114,3 +114,19 @@ def test_loops_compile_where_no_cache_folder_can_be_written(monkeypatch) -> None
     act = np.array([[-1.0, 2.0]], np.float32)
     loops["add_bias_relu"](act, np.ones(2, np.float32), np.zeros_like(act))
     assert act.tolist() == [[0.0, 3.0]]
+
+
+def test_numpy_passes_stay_where_the_loops_fail_to_compile(monkeypatch, caplog) -> None:
+    def broken(*args) -> None:
+        raise RuntimeError("LLVM could not lower this loop")
+
+    monkeypatch.setattr(kernels, "compile_loops", lambda: dict.fromkeys(kernels.LOOPS, broken))
+    for name, form in kernels.NUMPY.items():
+        monkeypatch.setattr(kernels, name, form)
+    monkeypatch.setattr(kernels, "COMPILED", False)
+    monkeypatch.setattr(kernels, "_tried", False)
+    assert kernels.use_compiled() is False
+    assert kernels.adam_update is kernels.adam_update_numpy
+    assert "did not compile" in caplog.text
+    trainer = Trainer(make_synthetic(200, 6, 3, seed=1), [6, 8, 3], 1e-2, seed=2)
+    assert np.isfinite(trainer.train_epoch().loss)

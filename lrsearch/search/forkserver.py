@@ -18,7 +18,4 @@ try:
     artifacts.warm_plots()
 except Exception:  # a worker draws its plots fine without the head start
     logging.getLogger(__name__).exception("could not prepare plotting in the fork server")
-try:
-    kernels.warm()
-except Exception:  # then the first trial of each worker compiles them, or fails plainly
-    logging.getLogger(__name__).exception("could not compile the trainer's loops")
+kernels.use_compiled()  # where they cannot compile, it logs why and NumPy's passes run

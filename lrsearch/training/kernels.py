@@ -5,15 +5,17 @@ over four parameter-sized vectors, which do not fit in a core's cache); a compil
 reads and writes each element once. The two forms give the same floats: the loops are
 compiled without fast-math, so nothing is reassociated or fused into a multiply-add, and
 tests hold every pair to that. A process uses the NumPy forms until `use_compiled()`
-(called by every Trainer) swaps the loops in; without Numba they stay, and this package
-needs NumPy alone. Numba is imported only then, so a process that never trains (the web
-server, the command line's own) never loads it.
+(called by every Trainer) swaps the loops in; without Numba, or where it cannot compile
+them, they stay, and this package needs NumPy alone. Numba is imported only then, so a
+process that never trains (the web server, the command line's own) never loads it.
 
 Floats are those of the arrays: scalars arrive already cast to the arrays' dtype, as NumPy
 casts a Python float against a float32 array.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 
@@ -102,12 +104,18 @@ def compile_loops() -> dict | None:
 
 
 def use_compiled() -> bool:
-    """Swap the compiled loops in for this process, once; False where Numba is missing."""
+    """Swap the compiled loops in for this process, once; False where they cannot run here.
+
+    Each loop is compiled (or loaded from Numba's cache) and run once on float32 now, not in
+    the first step: about a second in all, for Numba readies LLVM. A process that trains
+    afterwards, or is forked from this one, then pays nothing for them. Without Numba, or
+    where it fails to compile them, the NumPy forms stay.
+    """
     global COMPILED, _tried, adam_update, add_bias_relu, relu_backward
     if not _tried:
         _tried = True
         loops = compile_loops()
-        if loops is not None:
+        if loops is not None and _run_once(loops, np.float32):
             adam_update = loops["adam_update"]
             add_bias_relu = loops["add_bias_relu"]
             relu_backward = loops["relu_backward"]
@@ -115,18 +123,17 @@ def use_compiled() -> bool:
     return COMPILED
 
 
-def warm(dtype: type = np.float32) -> None:
-    """Compile (or load from the cache) each kernel for `dtype` now, not in the first step.
-
-    The first costs about a second (Numba readies LLVM), the others milliseconds; a process
-    that trains afterwards, or is forked from this one, then pays nothing for them.
-    """
-    use_compiled()
+def _run_once(loops: dict, dtype: type) -> bool:
     x, b = np.ones((2, 3), dtype), np.ones(3, dtype)
     one = np.dtype(dtype).type(1)
-    adam_update(b.copy(), b.copy(), b.copy(), b.copy(), one, one, one, one)
-    add_bias_relu(x.copy(), b, np.zeros_like(x))
-    relu_backward(x.copy(), x, np.zeros_like(x), np.empty(x.shape, np.bool_))
+    try:
+        loops["adam_update"](b.copy(), b.copy(), b.copy(), b.copy(), one, one, one, one)
+        loops["add_bias_relu"](x.copy(), b, np.zeros_like(x))
+        loops["relu_backward"](x.copy(), x, np.zeros_like(x), np.empty(x.shape, np.bool_))
+    except Exception:  # a Numba that cannot compile here: NumPy's passes, as without it
+        logging.getLogger(__name__).exception("the trainer's loops did not compile")
+        return False
+    return True
 
 
 COMPILED, _tried = False, False
