@@ -130,3 +130,58 @@ def test_numpy_passes_stay_where_the_loops_fail_to_compile(monkeypatch, caplog) 
     assert "did not compile" in caplog.text
     trainer = Trainer(make_synthetic(200, 6, 3, seed=1), [6, 8, 3], 1e-2, seed=2)
     assert np.isfinite(trainer.train_epoch().loss)
+
+
+def logits_rows(data, dtype, rows: int, classes: int) -> np.ndarray:
+    """Logits, now and then with the awkward floats, and ties for the maximum."""
+    if data.draw(st.booleans()):
+        return data.draw(floats(dtype, (rows, classes)))
+    small = st.integers(-3, 3).map(float)  # ties are likely
+    return data.draw(hnp.arrays(dtype, (rows, classes), elements=small))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 9), classes=st.integers(2, 12))
+def test_shift_logits(dtype, data, rows, classes) -> None:
+    logits = logits_rows(data, dtype, rows, classes)
+    y = data.draw(hnp.arrays(np.intp, rows, elements=st.integers(0, classes - 1)))
+    results = []
+    for form in (kernels.shift_logits_numpy, COMPILED["shift_logits"]):
+        out = logits.copy(), np.empty(rows, dtype), np.empty(rows, np.intp), np.empty(rows, bool)
+        results.append((form(out[0], y, *out[1:]), *out))
+    (hits_a, *a), (hits_b, *b) = results
+    assert hits_a == hits_b
+    for name, x, z in zip(("logits", "shift", "predicted", "hits"), a, b, strict=True):
+        assert_same(z, x, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 9), classes=st.integers(2, 12))
+def test_row_sums(dtype, data, rows, classes) -> None:
+    probs = data.draw(floats(dtype, (rows, classes)))
+    expected, got = np.empty(rows, dtype), np.empty(rows, dtype)
+    kernels.row_sums_numpy(probs, expected)
+    COMPILED["row_sums"](probs, got)
+    assert_same(got, expected)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("want_grad", [True, False])
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), rows=st.integers(1, 9), classes=st.integers(2, 12))
+def test_cross_entropy_rows(dtype, want_grad, data, rows, classes) -> None:
+    logits, probs = (data.draw(floats(dtype, (rows, classes))) for _ in range(2))
+    lse, total = (data.draw(floats(dtype, rows)) for _ in range(2))
+    y = data.draw(hnp.arrays(np.intp, rows, elements=st.integers(0, classes - 1)))
+    real = np.dtype(dtype).type
+    offsets = np.arange(rows, dtype=np.intp) * classes
+    results = []
+    for form in (kernels.cross_entropy_rows_numpy, COMPILED["cross_entropy_rows"]):
+        p, l_, t = probs.copy(), lse.copy(), total.copy()
+        form(logits, y, p, l_, t, real(rows), real(1.0 / rows), want_grad, y.copy(), offsets)
+        results.append((p, l_))
+    (p_a, l_a), (p_b, l_b) = results
+    assert_same(l_b, l_a, "lse")
+    assert_same(p_b, p_a, "probs")

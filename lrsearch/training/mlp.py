@@ -63,7 +63,6 @@ class _Workspace:
         # shape than against a scalar 0, and sums are faster as products with ones.
         self.zeros = [np.zeros((rows, n), dtype) for n in layers[1:-1]]
         self.ones_rows = np.ones(rows, dtype)
-        self.ones_classes = np.ones(layers[-1], dtype)
         self.probs = np.empty((rows, layers[-1]), dtype)
         self.offsets = np.arange(rows, dtype=np.intp) * layers[-1]
         self.flat_index = np.empty(rows, np.intp)
@@ -189,30 +188,17 @@ class MLP:
     ) -> tuple[float, int]:
         """Summed loss and hit count; with want_grad, leaves d(mean loss)/d(logits) in probs."""
         ws, rows = self._ws, logits.shape[0]
-        shift, total = ws.row_a[:rows], ws.row_b[:rows]
-        np.maximum.reduce(logits, axis=1, out=shift)
-        np.subtract(logits, shift[:, None], out=logits)  # stable log-softmax: logits now <= 0
-        predicted = ws.predicted[:rows]
-        np.argmax(logits, axis=1, out=predicted)
-        n_hits = int(np.count_nonzero(np.equal(predicted, y, out=ws.hits[:rows])))
-        probs = ws.probs[:rows]
-        np.exp(logits, out=probs)
-        np.matmul(probs, ws.ones_classes, out=total)
-        np.log(total, out=shift)  # log-sum-exp of the shifted logits
-        if want_grad:  # probs / (total * rows): the softmax part of d(mean loss)/d(logits)
-            np.multiply(total, rows, out=total)
-            np.divide(probs, total[:, None], out=probs)
-        flat_index, true_logit = ws.flat_index[:rows], total  # total is free from here on
-        np.add(ws.offsets[:rows], y, out=flat_index)
-        np.take(logits.reshape(-1), flat_index, out=true_logit, mode="clip")
-        np.subtract(shift, true_logit, out=shift)  # per-sample cross-entropy
-        loss_sum = float(shift.sum(dtype=np.float64))
-        if want_grad:  # minus onehot / rows
-            flat_probs = probs.reshape(-1)
-            np.take(flat_probs, flat_index, out=true_logit, mode="clip")
-            np.subtract(true_logit, 1.0 / rows, out=true_logit)
-            np.put(flat_probs, flat_index, true_logit, mode="clip")
-        return loss_sum, n_hits
+        lse, total, probs = ws.row_a[:rows], ws.row_b[:rows], ws.probs[:rows]
+        n_hits = kernels.shift_logits(logits, y, lse, ws.predicted[:rows], ws.hits[:rows])
+        np.exp(logits, out=probs)  # NumPy's exp and log in either form: the same floats
+        kernels.row_sums(probs, total)
+        np.log(total, out=lse)  # log-sum-exp of the shifted logits
+        real = self.dtype.type  # as NumPy casts a Python number against the arrays
+        kernels.cross_entropy_rows(
+            logits, y, probs, lse, total, real(rows), real(1.0 / rows), want_grad,
+            ws.flat_index[:rows], ws.offsets[:rows],
+        )  # fmt: skip
+        return float(lse.sum(dtype=np.float64)), n_hits
 
     def _backward(self, x: np.ndarray, grads: tuple[list, list]) -> None:
         ws, rows = self._ws, x.shape[0]
