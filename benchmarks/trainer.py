@@ -106,14 +106,19 @@ def lrsearch_epoch(data) -> Callable[[], object]:
     return Trainer(data, LAYERS, LR, batch_size=BATCH, seed=0).train_epoch
 
 
-def numpy_passes(run_epoch: Callable[[], object]) -> Callable[[], object]:
-    """The same epoch on NumPy's whole-array passes instead of the compiled loops."""
+def patched(run_epoch: Callable[[], object], patch: Callable[[], object]) -> Callable[[], object]:
+    """The same epoch, run inside a fresh `patch()` (a mock.patch) each time."""
 
     def run() -> object:
-        with mock.patch.multiple(kernels, **kernels.NUMPY):
+        with patch():
             return run_epoch()
 
     return run
+
+
+def numpy_passes(run_epoch: Callable[[], object]) -> Callable[[], object]:
+    """The same epoch on NumPy's whole-array passes instead of the compiled loops."""
+    return patched(run_epoch, lambda: mock.patch.multiple(kernels, **kernels.NUMPY))
 
 
 def sklearn_epoch(data) -> Callable[[], object] | None:
@@ -254,12 +259,10 @@ def high_rates(data, epochs: int) -> None:
 
 def subnormals_kept(run_epoch: Callable[[], object]) -> Callable[[], object]:
     """The same epoch with the trainer's flushing of subnormal floats turned off."""
-
-    def run() -> object:
-        with mock.patch.object(trainer_module, "subnormals_flushed", contextlib.nullcontext):
-            return run_epoch()
-
-    return run
+    return patched(
+        run_epoch,
+        lambda: mock.patch.object(trainer_module, "subnormals_flushed", contextlib.nullcontext),
+    )
 
 
 if __name__ == "__main__":
