@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, event, func, select, update
@@ -217,6 +220,31 @@ def test_workers_leave_ctrl_c_to_the_runner():
     finally:
         slots.shutdown()
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the runner's own is kept
+
+
+@pytest.mark.slow
+def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
+    """A runner started outside the checkout: its fork server still finds the package."""
+    root = Path(__file__).resolve().parent.parent
+    script = (
+        f"import sys; sys.path.insert(0, {str(root)!r})\n"
+        "from lrsearch.search.runner import ProcessSlots\n"
+        "from tests.faults import preloaded\n"
+        "slots = ProcessSlots(1)\n"
+        "print(slots.submit(preloaded).result(timeout=60))\n"
+        "slots.shutdown()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True"]
 
 
 def test_workers_inherit_a_ready_plot_figure_from_the_fork_server():

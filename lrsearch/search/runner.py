@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import site
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -41,6 +43,7 @@ class ProcessSlots:
             # The fork server imports the worker's modules once (1-2 s of CPU); each worker
             # is then a cheap fork of it instead of a fresh interpreter importing them again.
             self.context.set_forkserver_preload(PRELOAD)
+            fork_server_finds_the_package()
         self.slots: list[ProcessPoolExecutor | None] = [None] * size
         self.running: dict[Future, int] = {}  # future -> slot
 
@@ -90,6 +93,23 @@ class ProcessSlots:
             executor.shutdown(wait=True, cancel_futures=True)
         self.slots = [None] * len(self.slots)
         self.running.clear()
+
+
+def fork_server_finds_the_package() -> None:
+    """Let the fork server import this package, whatever folder the runner was started in.
+
+    Before Python 3.12.8 and 3.13.1 the fork server ignores its parent's sys.path (CPython
+    gh-117378): started outside the checkout, e.g. `flask --app ~/lrsearch/app.py` from
+    another folder, it failed to import PRELOAD, silently, and each new worker paid the
+    imports and the loops' compilation in its first trial (0.45 s on digits, where a trial
+    takes 0.04 s). It does read PYTHONPATH, which it inherits from the runner's environment
+    (as would any process the runner started later); an installed package needs none of this.
+    """
+    root = str(Path(__file__).resolve().parents[2])
+    installed = {*site.getsitepackages(), site.getusersitepackages()}
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in installed and root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 class ExecutorSlots:
