@@ -136,8 +136,15 @@ def preloaded() -> bool:
     return all(name in sys.modules for name in PRELOAD)
 
 
-def plot_figure_ready() -> bool:
-    """Whether this process already has its plot figure (inherited from the fork server)."""
+def prepared_by_the_fork_server() -> dict[str, bool]:
+    """What this worker found ready (inherited from the fork server) before any trial."""
     from lrsearch import artifacts
+    from lrsearch.models import Search
+    from lrsearch.training import datasets, kernels
 
-    return artifacts._plot_figure.cache_info().currsize == 1
+    return {
+        "plot figure": artifacts._plot_figure.cache_info().currsize == 1,
+        "mappers": Search.__mapper__.configured,
+        "digits": datasets.digits_table.cache_info().currsize == 1,
+        "loops": kernels._tried,
+    }
