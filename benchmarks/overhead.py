@@ -17,7 +17,9 @@ Three runs of each workload, one after the other:
 - warm:  the pool of the cold run, still running: the server's case, whose runner keeps its
   workers (and their mapped data set) between searches.
 The fork server the pools fork from is started before the first run, and its start is
-printed apart: a runner (the server's, or a CLI run) starts it once.
+printed apart: a runner (the server's, or a CLI run) starts it once. The last column is
+the memory each worker holds of its own after the run (median; Linux): what it does not
+share with the fork server, which it was forked from.
 Last, the digits search through the command line, end to end as a user sees it: a new
 process (its imports, the fork server's start, the search, then the left-over plots), on a
 new data folder each run; the seconds until the ranking was printed and until it exited.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,11 +72,29 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
                 plots = returned - wall
                 at_end = worker_time(search)["at the end"]
                 n = len(search.trials)
-                rows.append((name, mode, wall, training, in_trials, n, share, plots, at_end))
+                memory = own_memory(slots)
+                rows.append(
+                    (name, mode, wall, training, in_trials, n, share, plots, at_end, memory)
+                )
         finally:
             if slots is not None:
                 slots.shutdown()
     return rows
+
+
+def own_memory(slots: ProcessSlots) -> float | None:
+    """The workers' median memory of their own (not shared with the fork server), in MB."""
+    sizes = []
+    for executor in filter(None, slots.slots):
+        for process in getattr(executor, "_processes", {}).values():
+            try:
+                rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+            except OSError:  # not Linux, or gone
+                continue
+            fields = dict(line.split(":", 1) for line in rollup.splitlines()[1:])
+            own = sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
+            sizes.append(own / 1024)
+    return statistics.median(sizes) if sizes else None
 
 
 def main() -> None:
@@ -95,10 +116,10 @@ def main() -> None:
     print(
         f"{'workload':<14} {'run':<5} {'wall s':>7} {'training s':>10} "
         f"{'in-trial extra s':>16} {'outside trials s':>16} {'at the end s':>12} "
-        f"{'overhead':>9} {'w/o the end':>11} {'plots after s':>13}"
+        f"{'overhead':>9} {'w/o the end':>11} {'plots after s':>13} {'worker MB own':>13}"
     )
     for name, settings in WORKLOADS.items():
-        for name_, mode, wall, training, in_trials, n, share, plots, at_end in measure(
+        for name_, mode, wall, training, in_trials, n, share, plots, at_end, memory in measure(
             name, settings, args.workers
         ):
             # in-trial: per trial, its time between claim and end not spent in epochs (the
@@ -110,7 +131,7 @@ def main() -> None:
             print(
                 f"{name_:<14} {mode:<5} {wall:>7.2f} {training:>10.2f} {extra:>16.3f} "
                 f"{outside:>16.3f} {at_end:>12.3f} {share:>9.1%} {without:>11.1%} "
-                f"{plots:>13.2f}"
+                f"{plots:>13.2f} {'-' if memory is None else f'{memory:.0f}':>13}"
             )
     if args.cli_runs:
         digits = WORKLOADS["digits 40x20"]

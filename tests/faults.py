@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import threading
@@ -147,4 +148,5 @@ def prepared_by_the_fork_server() -> dict[str, bool]:
         "mappers": Search.__mapper__.configured,
         "digits": datasets.digits_table.cache_info().currsize == 1,
         "loops": kernels._tried,
+        "frozen objects": gc.get_freeze_count() > 0,
     }

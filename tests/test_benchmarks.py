@@ -99,10 +99,10 @@ def test_worker_time_places_every_second_of_each_worker(monkeypatch):
 def test_overhead_prints_first_cold_and_warm_runs_and_the_command_line():
     out = run_benchmark("benchmarks/overhead.py", "--quick", "--cli-runs", "1")
     for workload in ("mnist-shaped", "digits"):
-        runs = [
-            row[1] if workload == "mnist-shaped" else row[2] for row in table_rows(out, workload)
-        ]
+        rows = table_rows(out, workload)
+        runs = [row[1] if workload == "mnist-shaped" else row[2] for row in rows]
         assert runs == ["first", "cold", "warm"], out
+        assert all(float(row[-1]) > 0 for row in rows), out  # each worker's own memory, MB
     [cli] = table_rows(out, "1")  # run 1: seconds to the ranking, to the exit, plots drawn
     assert float(cli[1]) < float(cli[2]) and cli[3] == "40", out
 

@@ -249,7 +249,8 @@ def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
 
 def test_workers_inherit_from_the_fork_server_what_their_first_trial_needs():
     """A worker's first trial pays no font loading or figure building (0.2 s of CPU), no
-    mapper set-up or digits parsing (30-70 ms), no compiling of the trainer's loops."""
+    mapper set-up or digits parsing (30-70 ms), no compiling of the trainer's loops; the
+    fork server's objects are frozen, so that collections leave their pages shared."""
     from lrsearch.search.runner import ProcessSlots
 
     slots = ProcessSlots(1)
@@ -257,7 +258,7 @@ def test_workers_inherit_from_the_fork_server_what_their_first_trial_needs():
         ready = slots.submit(prepared_by_the_fork_server).result(timeout=60)
     finally:
         slots.shutdown()
-    assert ready == {"plot figure": True, "mappers": True, "digits": True, "loops": True}
+    assert all(ready.values()), ready
 
 
 @pytest.mark.slow
