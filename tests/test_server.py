@@ -12,7 +12,15 @@ from benchmarks.serve import request, server
 from tests.faults import children_of, pid_alive
 
 SMALL = {"dataset": "digits", "layers": [64, 32, 10], "trials": 2, "epochs": 3, "workers": 1}
-LONG = {"dataset": "digits", "layers": [64, 512, 10], "trials": 4, "epochs": 60, "workers": 2}
+# Trials of about 3 s (0.1 s an epoch here): the server is killed while they run. With
+# 64-512-10 a whole search took about a second on a fast VM, and could end before the kill.
+LONG = {
+    "dataset": "digits",
+    "layers": [64, 1024, 1024, 10],
+    "trials": 4,
+    "epochs": 30,
+    "workers": 2,
+}
 
 
 def cmdlines(pids: list[int]) -> dict[int, str]:
