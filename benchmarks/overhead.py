@@ -85,15 +85,14 @@ def measure(name: str, settings: dict, workers: int) -> list[tuple]:
 def own_memory(slots: ProcessSlots) -> float | None:
     """The workers' median memory of their own (not shared with the fork server), in MB."""
     sizes = []
-    for executor in filter(None, slots.slots):
-        for process in getattr(executor, "_processes", {}).values():
-            try:
-                rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
-            except OSError:  # not Linux, or gone
-                continue
-            fields = dict(line.split(":", 1) for line in rollup.splitlines()[1:])
-            own = sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
-            sizes.append(own / 1024)
+    for process in slots.processes():
+        try:
+            rollup = Path(f"/proc/{process.pid}/smaps_rollup").read_text()
+        except OSError:  # not Linux, or gone
+            continue
+        fields = dict(line.split(":", 1) for line in rollup.splitlines()[1:])
+        own = sum(int(fields[k].split()[0]) for k in ("Private_Clean", "Private_Dirty"))
+        sizes.append(own / 1024)
     return statistics.median(sizes) if sizes else None
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from sqlalchemy import create_engine
@@ -77,7 +78,7 @@ class ProcessSlots:
             return None
         executor = self.slots[slot]
         self.slots[slot] = None
-        processes = list(getattr(executor, "_processes", {}).values())
+        processes = _processes_of(executor)
         for process in processes:
             process.join(timeout=2)  # reap it, to learn how it died
         codes = [p.exitcode for p in processes]
@@ -88,11 +89,20 @@ class ProcessSlots:
     def shutdown(self) -> None:
         """Stop every worker now, running trials included."""
         for executor in filter(None, self.slots):
-            for process in list(getattr(executor, "_processes", {}).values()):
+            for process in _processes_of(executor):
                 process.kill()
             executor.shutdown(wait=True, cancel_futures=True)
         self.slots = [None] * len(self.slots)
         self.running.clear()
+
+    def processes(self) -> list[BaseProcess]:
+        """The worker processes of the slots started so far."""
+        return [p for executor in filter(None, self.slots) for p in _processes_of(executor)]
+
+
+def _processes_of(executor: ProcessPoolExecutor) -> list[BaseProcess]:
+    """An executor's worker processes (it keeps them in a private dict, pid -> process)."""
+    return list(getattr(executor, "_processes", {}).values())
 
 
 def fork_server_finds_the_package() -> None:
