@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -128,13 +127,6 @@ def scheduling_of_this_process() -> dict[str, int | None]:
         "nice": os.getpriority(os.PRIO_PROCESS, 0),
         "slice_ns": slice_ns,
     }
-
-
-def preloaded() -> bool:
-    """Whether this worker's fork server had imported the worker's modules before forking it."""
-    from lrsearch.search.worker import PRELOAD
-
-    return all(name in sys.modules for name in PRELOAD)
 
 
 def prepared_by_the_fork_server() -> dict[str, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import subprocess
@@ -229,9 +230,9 @@ def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
     script = (
         f"import sys; sys.path.insert(0, {str(root)!r})\n"
         "from lrsearch.search.runner import ProcessSlots\n"
-        "from tests.faults import preloaded\n"
+        "from tests.faults import prepared_by_the_fork_server\n"
         "slots = ProcessSlots(1)\n"
-        "print(slots.submit(preloaded).result(timeout=60))\n"
+        "print(slots.submit(prepared_by_the_fork_server).result(timeout=60))\n"
         "slots.shutdown()\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -244,7 +245,8 @@ def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["True"]
+    ready = ast.literal_eval(done.stdout)
+    assert ready and all(ready.values()), ready
 
 
 def test_workers_inherit_from_the_fork_server_what_their_first_trial_needs():
