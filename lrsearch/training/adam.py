@@ -10,7 +10,8 @@ from lrsearch.training import kernels
 
 
 class Adam:
-    """Adam (Kingma & Ba, Algorithm 1) over a flat vector, in one pass (kernels.adam_update).
+    """Adam (Kingma & Ba, Algorithm 1) over a flat vector: kernels.adam_update, one pass
+    where Numba compiled it, ten of NumPy's otherwise.
 
     The moments are kept unnormalised, M = m / (1 - beta1) and V = v / (1 - beta2), so that
     their updates need no scaling pass; the bias corrections and those factors fold into two
