@@ -56,6 +56,7 @@ class _Workspace:
 
     def __init__(self, layers: tuple[int, ...], rows: int, dtype: np.dtype) -> None:
         self.rows = rows
+        self.dtype = dtype
         self.acts = [np.empty((rows, n), dtype) for n in layers[1:]]  # last one: the logits
         self.deltas = [np.empty((rows, n), dtype) for n in layers[1:-1]]
         self.active = [np.empty((rows, n), np.bool_) for n in layers[1:-1]]
@@ -70,6 +71,33 @@ class _Workspace:
         self.row_b = np.empty(rows, dtype)
         self.predicted = np.empty(rows, np.intp)
         self.hits = np.empty(rows, np.bool_)
+        self._views: dict[int, _Views] = {}
+
+    def views(self, rows: int) -> _Views:
+        """The first `rows` rows of every buffer, sliced once per size (a few per trainer)."""
+        views = self._views.get(rows)
+        if views is None:
+            views = self._views[rows] = _Views(self, rows)
+        return views
+
+
+class _Views:
+    """A workspace's buffers cut to one pass's rows: slicing them anew in every step of a
+    small network cost as much as its arithmetic."""
+
+    def __init__(self, ws: _Workspace, rows: int) -> None:
+        self.acts = [a[:rows] for a in ws.acts]
+        self.deltas = [d[:rows] for d in ws.deltas]
+        self.active = [a[:rows] for a in ws.active]
+        self.zeros = [z[:rows] for z in ws.zeros]
+        self.ones_rows = ws.ones_rows[:rows]
+        self.probs = ws.probs[:rows]
+        self.offsets = ws.offsets[:rows]
+        self.flat_index = ws.flat_index[:rows]
+        self.lse, self.total = ws.row_a[:rows], ws.row_b[:rows]
+        self.predicted, self.hits = ws.predicted[:rows], ws.hits[:rows]
+        real = ws.dtype.type  # as NumPy casts a Python number against the arrays
+        self.rows, self.inv_rows = real(rows), real(1.0 / rows)
 
 
 class MLP:
@@ -171,13 +199,12 @@ class MLP:
         return cached[1], cached[2]
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        rows, out = x.shape[0], x
+        views, out = self._ws.views(x.shape[0]), x
         last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            act = self._ws.acts[i][:rows]
+        for i, (w, b, act) in enumerate(zip(self.weights, self.biases, views.acts, strict=True)):
             np.matmul(out, w, out=act)
             if i < last:
-                kernels.add_bias_relu(act, b, self._ws.zeros[i][:rows])
+                kernels.add_bias_relu(act, b, views.zeros[i])
             else:
                 np.add(act, b, out=act)
             out = act
@@ -187,30 +214,28 @@ class MLP:
         self, logits: np.ndarray, y: np.ndarray, want_grad: bool
     ) -> tuple[float, int]:
         """Summed loss and hit count; with want_grad, leaves d(mean loss)/d(logits) in probs."""
-        ws, rows = self._ws, logits.shape[0]
-        lse, total, probs = ws.row_a[:rows], ws.row_b[:rows], ws.probs[:rows]
-        n_hits = kernels.shift_logits(logits, y, lse, ws.predicted[:rows], ws.hits[:rows])
+        v = self._ws.views(logits.shape[0])
+        lse, total, probs = v.lse, v.total, v.probs
+        n_hits = kernels.shift_logits(logits, y, lse, v.predicted, v.hits)
         np.exp(logits, out=probs)  # NumPy's exp and log in either form: the same floats
         kernels.row_sums(probs, total)
         np.log(total, out=lse)  # log-sum-exp of the shifted logits
-        real = self.dtype.type  # as NumPy casts a Python number against the arrays
         kernels.cross_entropy_rows(
-            logits, y, probs, lse, total, real(rows), real(1.0 / rows), want_grad,
-            ws.flat_index[:rows], ws.offsets[:rows],
-        )  # fmt: skip
-        return float(lse.sum(dtype=np.float64)), n_hits
+            logits, y, probs, lse, total, v.rows, v.inv_rows, want_grad, v.flat_index, v.offsets
+        )
+        return float(np.add.reduce(lse, dtype=np.float64)), n_hits
 
     def _backward(self, x: np.ndarray, grads: tuple[list, list]) -> None:
-        ws, rows = self._ws, x.shape[0]
+        v = self._ws.views(x.shape[0])
         grad_w, grad_b = grads
-        delta = ws.probs[:rows]
+        delta = v.probs
         for i in range(len(self.weights) - 1, -1, -1):
-            below = x if i == 0 else ws.acts[i - 1][:rows]
+            below = x if i == 0 else v.acts[i - 1]
             np.matmul(below.T, delta, out=grad_w[i])
-            np.matmul(ws.ones_rows[:rows], delta, out=grad_b[i])
+            np.matmul(v.ones_rows, delta, out=grad_b[i])
             if i == 0:
                 break  # no gradient for the input itself
-            prev = ws.deltas[i - 1][:rows]
+            prev = v.deltas[i - 1]
             np.matmul(delta, self.weights[i].T, out=prev)
-            kernels.relu_backward(prev, below, ws.zeros[i - 1][:rows], ws.active[i - 1][:rows])
+            kernels.relu_backward(prev, below, v.zeros[i - 1], v.active[i - 1])
             delta = prev

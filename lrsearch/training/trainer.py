@@ -96,12 +96,14 @@ class Trainer:
         n, size = len(self._order), self.batch_size
         loss_sum, hits = 0.0, 0
         with np.errstate(all="ignore"), subnormals_flushed():
+            x, y = self._x_batch, self._y_batch
             for batch, start in enumerate(range(0, n, size), start=1):
                 index = self._order[start : start + size]
                 rows = len(index)
-                x, y = self._x_batch[:rows], self._y_batch[:rows]
-                np.take(self.x_train, index, axis=0, out=x, mode="clip")
-                np.take(self.y_train, index, out=y, mode="clip")
+                if rows < size:  # the last, smaller batch
+                    x, y = x[:rows], y[:rows]
+                self.x_train.take(index, axis=0, out=x, mode="clip")
+                self.y_train.take(index, out=y, mode="clip")
                 batch_loss, batch_hits = self.net.step_gradient(x, y, self.grad)
                 if not batch_loss <= self._loss_limit * rows:  # also true for nan
                     return self._diverged(batch_loss / rows, batch)
