@@ -70,7 +70,7 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     """Save loss and accuracy curves, train against validation (matplotlib, Agg).
 
     One figure per process is drawn again with each trial's data: building the axes, ticks
-    and legends anew cost a third of a plot (about 35 ms a trial).
+    and legend anew cost a third of a plot (about 35 ms a trial).
     """
     with _PLOT_LOCK:
         figure, lines = _plot_figure()
@@ -81,8 +81,9 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
             ax.relim()
             ax.autoscale_view()
         figure.texts[0].set_text(title)  # the suptitle
-        tmp = path.with_suffix(".tmp.png")
-        figure.savefig(tmp, format="png")
+        png = _png(figure)
+    tmp = path.with_suffix(".tmp.png")
+    tmp.write_bytes(png)
     tmp.replace(path)
 
 
@@ -90,19 +91,38 @@ def warm_plots() -> None:
     """Build this process's figure and draw it once (fonts loaded), writing no file."""
     with _PLOT_LOCK:
         figure, _ = _plot_figure()
-        figure.savefig(io.BytesIO(), format="png")
+        _png(figure)
 
 
 _PLOT_KEYS = ("loss", "val_loss", "acc_train", "acc_val")
 _PLOT_LOCK = threading.Lock()  # the web server's threads may draw plots too
 
 
+def _png(figure) -> bytes:
+    """The figure drawn, as PNG bytes: RGB (it is opaque) at zlib level 3.
+
+    Against savefig's RGBA at level 6, 3 ms less a plot and a file 1 % smaller.
+    """
+    from PIL import Image  # matplotlib's own dependency, which its savefig uses too
+
+    canvas = figure.canvas
+    canvas.draw()
+    size = canvas.get_width_height()
+    image = Image.frombuffer("RGBA", size, canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="png", compress_level=3)
+    return out.getvalue()
+
+
 @functools.cache
 def _plot_figure():
     """This process's figure: two axes with a train and a validation line each."""
-    from matplotlib.figure import Figure  # imported late: 0.3 s that many callers never need
+    # imported late: 0.3 s that many callers never need
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     figure = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
     figure.subplots_adjust(left=0.07, right=0.98, top=0.84, bottom=0.14, wspace=0.2)
     lines = []
     for ax, name in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
@@ -110,8 +130,10 @@ def _plot_figure():
         ax.set(title=name, xlabel="epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
-        ax.legend()
-    figure.suptitle("")
+    # One legend for both axes, whose lines share their colours, across from the title: a
+    # legend in each axes cost 9 ms a plot, most of it finding the place with least overlap.
+    figure.suptitle("", x=0.07, ha="left")
+    figure.legend(handles=lines[:2], loc="upper right", ncols=2, frameon=False)
     _keep_places(figure)
     return figure, lines
 

@@ -1,6 +1,6 @@
 """Each trial's matplotlib plot: drawn by the worker when the trial was long, else lazily.
 
-A plot costs about 0.05-0.08 s of CPU; a digits trial trains in less. So a worker draws it
+A plot costs about 0.04-0.06 s of CPU; a digits trial trains in less. So a worker draws it
 only after a trial whose training took many times that much CPU time, and anything that
 needs a plot (the trial page, the archives, the CLI) draws a missing one from the database.
 """
