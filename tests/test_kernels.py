@@ -37,6 +37,27 @@ def test_a_trainer_swaps_the_compiled_loops_in() -> None:
     assert kernels.COMPILED and kernels.adam_update is not kernels.adam_update_numpy
 
 
+def test_use_compiled_readies_every_loop_for_what_a_trainer_passes(monkeypatch) -> None:
+    """A worker forked after use_compiled() compiles nothing in its first trial.
+
+    Each kind of argument (a data set's read-only labels among them) is compiled apart.
+    """
+    loops = kernels.compile_loops()
+    assert kernels._run_once(loops, np.float32)
+    readied = {name: list(loop.signatures) for name, loop in loops.items()}
+    for name, loop in loops.items():
+        monkeypatch.setattr(kernels, name, loop)
+    monkeypatch.setattr(kernels, "_tried", True)  # use_compiled() keeps these
+    monkeypatch.setattr(kernels, "COMPILED", True)
+    data = make_synthetic(200, 5, 3)
+    for array in (data.x_train, data.y_train, data.x_val, data.y_val):
+        array.flags.writeable = False  # as load_dataset hands them out
+    trainer = Trainer(data, [5, 4, 3], 1e-3, batch_size=64)
+    trainer.train_epoch()
+    trainer.evaluate()
+    assert {name: list(loop.signatures) for name, loop in loops.items()} == readied
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), n=st.integers(1, 40))
