@@ -131,6 +131,8 @@ def scheduling_of_this_process() -> dict[str, int | None]:
 
 def prepared_by_the_fork_server() -> dict[str, bool]:
     """What this worker found ready (inherited from the fork server) before any trial."""
+    from threadpoolctl import threadpool_info
+
     from lrsearch import artifacts
     from lrsearch.models import Search
     from lrsearch.training import datasets, kernels
@@ -141,4 +143,6 @@ def prepared_by_the_fork_server() -> dict[str, bool]:
         "digits": datasets.digits_table.cache_info().currsize == 1,
         "loops": kernels._tried,
         "frozen objects": gc.get_freeze_count() > 0,
+        "one BLAS thread": {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+        == {1},
     }

@@ -1,12 +1,12 @@
 """Imported once by the fork server that worker processes fork from (runner.ProcessSlots).
 
 Whatever this import leaves in memory, every worker inherits instead of paying for it in
-its first trial: the worker's modules (Flask, SQLAlchemy, NumPy, threadpoolctl), the
-models' mappers set up, the digits file read, matplotlib with its fonts loaded and the plot
-figure built (0.2 s of CPU a worker, twice that in wall time when workers outnumber cores),
-and the trainer's compiled loops (about 1 s: LLVM readied). Parsing the digits file took
-each new worker's first trial 20 ms and setting up the mappers 10-50 ms, where a digits
-trial trains in 35 ms.
+its first trial: the worker's modules (Flask, SQLAlchemy, NumPy), one BLAS thread set
+(threadpoolctl: 5 ms a worker), the models' mappers set up, the digits file read,
+matplotlib with its fonts loaded and the plot figure built (0.2 s of CPU a worker, twice
+that in wall time when workers outnumber cores), and the trainer's compiled loops (about
+1 s: LLVM readied). Parsing the digits file took each new worker's first trial 20 ms and
+setting up the mappers 10-50 ms, where a digits trial trains in 35 ms.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from __future__ import annotations
 import gc
 import logging
 
-import threadpoolctl  # noqa: F401  (each worker limits BLAS to one thread with it)
 from sqlalchemy.orm import configure_mappers
 
 from lrsearch import artifacts
-from lrsearch.search import worker  # noqa: F401
+from lrsearch.search import worker
 from lrsearch.training import datasets, kernels
 
+worker.limit_blas()  # one BLAS thread, inherited by every worker
 configure_mappers()  # else done by each worker's first query
 try:
     datasets.digits_table()

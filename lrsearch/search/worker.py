@@ -47,16 +47,26 @@ def init_worker(runner_pid: int) -> None:
     Ctrl-C in a terminal reaches the whole process group; the runner answers it and stops
     the workers, which ignore it (else an idle one prints a KeyboardInterrupt traceback).
     """
-    global _blas_limit
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
     batch_scheduling()
     threading.Thread(
         target=_exit_with, args=(runner_pid,), name="runner-watch", daemon=True
     ).start()
-    from threadpoolctl import threadpool_limits
+    limit_blas()
 
-    _blas_limit = threadpool_limits(1)
+
+def limit_blas() -> None:
+    """One BLAS thread in this process, and in any forked from it (the fork server calls it).
+
+    Inherited, the limit costs a new worker nothing; set, it cost each one 5 ms (threadpoolctl
+    looks through every loaded library).
+    """
+    global _blas_limit
+    if _blas_limit is None:
+        from threadpoolctl import threadpool_limits
+
+        _blas_limit = threadpool_limits(1)
 
 
 def die_with_parent(sig: int = signal.SIGKILL) -> None:
