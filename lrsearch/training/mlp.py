@@ -70,7 +70,7 @@ class _Workspace:
         self.row_b = np.empty(rows, dtype)
         self.predicted = np.empty(rows, np.intp)
         self.hits = np.empty(rows, np.bool_)
-        self.no_grad = np.empty(layers[-1], dtype)  # where a pass without gradients writes one
+        self.no_bias_grad = np.empty(layers[-1], dtype)  # passed where none is wanted: untouched
         self._views: dict[int, _Views] = {}
 
     def views(self, rows: int) -> _Views:
@@ -82,8 +82,8 @@ class _Workspace:
 
 
 class _Views:
-    """A workspace's buffers cut to one pass's rows: slicing them anew in every step of a
-    small network cost as much as its arithmetic."""
+    """A workspace's buffers cut to one pass's rows, once: slicing them anew cost every step
+    about 5 µs, of a digits step's 80."""
 
     def __init__(self, ws: _Workspace, rows: int) -> None:
         self.acts = [a[:rows] for a in ws.acts]
@@ -197,12 +197,12 @@ class MLP:
         return cached[1], cached[2]
 
     def _forward(self, x: np.ndarray) -> np.ndarray:
-        views, out = self._ws.views(x.shape[0]), x
+        v, out = self._ws.views(x.shape[0]), x
         last = len(self.weights) - 1
-        for i, (w, b, act) in enumerate(zip(self.weights, self.biases, views.acts, strict=True)):
+        for i, (w, b, act) in enumerate(zip(self.weights, self.biases, v.acts, strict=True)):
             np.matmul(out, w, out=act)
             if i < last:
-                kernels.add_bias_relu(act, b, views.zeros[i])
+                kernels.add_bias_relu(act, b, v.zeros[i])
             else:
                 np.add(act, b, out=act)
             out = act
@@ -221,7 +221,7 @@ class MLP:
         np.log(total, out=lse)  # log-sum-exp of the shifted logits
         kernels.cross_entropy_rows(
             logits, y, probs, lse, total, v.rows, v.inv_rows, want_grad, v.flat_index,
-            v.offsets, bias_grad if want_grad else self._ws.no_grad,
+            v.offsets, bias_grad if want_grad else self._ws.no_bias_grad,
         )  # fmt: skip
         return float(np.add.reduce(lse, dtype=np.float64)), n_hits
 
