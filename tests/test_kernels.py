@@ -94,21 +94,10 @@ def test_add_bias_relu(dtype, data, rows, cols) -> None:
 def test_relu_backward(dtype, data, rows, cols) -> None:
     delta, below = (data.draw(floats(dtype, (rows, cols))) for _ in range(2))
     scratch = np.zeros_like(below), np.empty(below.shape, np.bool_)
-    expected, got = (delta.copy(), np.empty(cols, dtype)), (delta.copy(), np.empty(cols, dtype))
-    kernels.relu_backward_numpy(expected[0], below, *scratch, expected[1])
-    COMPILED["relu_backward"](got[0], below, *scratch, got[1])
-    assert_same(got[0], expected[0], "delta")
-    assert_same(got[1], expected[1], "bias_grad")
-
-
-def test_bias_gradients_sum_the_rows_one_after_another() -> None:
-    """In float32, ((1e8 + 1) - 1e8) + 1 is 1; in pairs, or backwards, it is 0."""
-    delta = np.array([[1e8], [1.0], [-1e8], [1.0]], np.float32)
-    for form in (kernels.relu_backward_numpy, COMPILED["relu_backward"]):
-        bias_grad = np.empty(1, np.float32)
-        below = np.ones_like(delta)
-        form(delta.copy(), below, np.zeros_like(delta), np.empty(delta.shape, bool), bias_grad)
-        assert bias_grad[0] == 1.0
+    expected, got = delta.copy(), delta.copy()
+    kernels.relu_backward_numpy(expected, below, *scratch)
+    COMPILED["relu_backward"](got, below, *scratch)
+    assert_same(got, expected)
 
 
 def train_bits(monkeypatch, chosen: dict, lr: float) -> tuple[np.ndarray, list]:
@@ -211,10 +200,9 @@ def test_cross_entropy_rows(dtype, want_grad, data, rows, classes) -> None:
     offsets = np.arange(rows, dtype=np.intp) * classes
     results = []
     for form in (kernels.cross_entropy_rows_numpy, COMPILED["cross_entropy_rows"]):
-        p, l_, t, g = probs.copy(), lse.copy(), total.copy(), np.zeros(classes, dtype)
-        form(logits, y, p, l_, t, real(rows), real(1.0 / rows), want_grad, y.copy(), offsets, g)
-        results.append((p, l_, g))
-    (p_a, l_a, g_a), (p_b, l_b, g_b) = results
+        p, l_, t = probs.copy(), lse.copy(), total.copy()
+        form(logits, y, p, l_, t, real(rows), real(1.0 / rows), want_grad, y.copy(), offsets)
+        results.append((p, l_))
+    (p_a, l_a), (p_b, l_b) = results
     assert_same(l_b, l_a, "lse")
     assert_same(p_b, p_a, "probs")
-    assert_same(g_b, g_a, "bias_grad")  # left as it was without want_grad

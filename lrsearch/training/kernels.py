@@ -63,23 +63,19 @@ def add_bias_relu_loop(act, bias, zeros) -> None:
             act[r, j] = x if not x <= 0 else zero  # max(x, 0) that keeps NaN, as NumPy's does
 
 
-def relu_backward_numpy(delta, below, zeros, active, bias_grad) -> None:
-    """delta *= (below > 0): the ReLU's derivative; bias_grad = delta's column sums, row
-    after row (zeros, active: scratch of below's shape)."""
+def relu_backward_numpy(delta, below, zeros, active) -> None:
+    """delta *= (below > 0): the ReLU's derivative (zeros, active: scratch of below's shape)."""
     np.greater(below, zeros, out=active)
     np.multiply(delta, active, out=delta)
-    np.add.reduce(delta, axis=0, out=bias_grad)
 
 
-def relu_backward_loop(delta, below, zeros, active, bias_grad) -> None:
+def relu_backward_loop(delta, below, zeros, active) -> None:
     """relu_backward_numpy, one element at a time (zeros and active are not used)."""
     rows, cols = delta.shape
     one, zero = delta.dtype.type(1), delta.dtype.type(0)
     for r in range(rows):
         for j in range(cols):
-            d = delta[r, j] * (one if below[r, j] > 0 else zero)
-            delta[r, j] = d
-            bias_grad[j] = d if r == 0 else bias_grad[j] + d
+            delta[r, j] = delta[r, j] * (one if below[r, j] > 0 else zero)
 
 
 def shift_logits_numpy(logits, y, shift, predicted, hits) -> int:
@@ -132,10 +128,9 @@ def row_sums_loop(probs, total) -> None:
 
 
 def cross_entropy_rows_numpy(
-    logits, y, probs, lse, total, rows, inv_rows, want_grad, flat_index, offsets, bias_grad
+    logits, y, probs, lse, total, rows, inv_rows, want_grad, flat_index, offsets
 ) -> None:
-    """lse becomes each row's loss; with want_grad, probs d(mean loss)/d(logits) and
-    bias_grad its column sums, row after row (the output layer's bias gradient).
+    """lse becomes each row's loss; with want_grad, probs d(mean loss)/d(logits).
 
     logits are shifted, probs their exp, total the row sums and lse their log; rows and
     inv_rows are the row count and its inverse as the arrays' float.
@@ -152,11 +147,10 @@ def cross_entropy_rows_numpy(
         np.take(flat_probs, flat_index, out=true_logit, mode="clip")
         np.subtract(true_logit, inv_rows, out=true_logit)
         np.put(flat_probs, flat_index, true_logit, mode="clip")
-        np.add.reduce(probs, axis=0, out=bias_grad)
 
 
 def cross_entropy_rows_loop(
-    logits, y, probs, lse, total, rows, inv_rows, want_grad, flat_index, offsets, bias_grad
+    logits, y, probs, lse, total, rows, inv_rows, want_grad, flat_index, offsets
 ) -> None:
     """cross_entropy_rows_numpy, a row at a time (flat_index and offsets are not used)."""
     for r in range(logits.shape[0]):
@@ -167,8 +161,6 @@ def cross_entropy_rows_loop(
             for j in range(probs.shape[1]):
                 probs[r, j] = probs[r, j] / scale
             probs[r, label] = probs[r, label] - inv_rows
-            for j in range(probs.shape[1]):
-                bias_grad[j] = probs[r, j] if r == 0 else bias_grad[j] + probs[r, j]
 
 
 NUMPY = {
@@ -237,16 +229,14 @@ def _run_once(loops: dict, dtype: type) -> bool:
     try:
         loops["adam_update"](b.copy(), b.copy(), b.copy(), b.copy(), one, one, one, one)
         loops["add_bias_relu"](x.copy(), b, np.zeros_like(x))
-        scratch = np.zeros_like(x), np.empty(x.shape, np.bool_)
-        loops["relu_backward"](x.copy(), x, *scratch, b.copy())
+        loops["relu_backward"](x.copy(), x, np.zeros_like(x), np.empty(x.shape, np.bool_))
         loops["row_sums"](x, b[:2].copy())
         for labels in (y, read_only):
             loops["shift_logits"](x.copy(), labels, b[:2].copy(), index, np.empty(2, np.bool_))
             for want_grad in (True, False):
                 loops["cross_entropy_rows"](
-                    x, labels, x.copy(), b[:2].copy(), b[:2].copy(), one, one, want_grad, index,
-                    y, b.copy(),
-                )  # fmt: skip
+                    x, labels, x.copy(), b[:2].copy(), b[:2].copy(), one, one, want_grad, index, y
+                )
     except Exception:  # a Numba that cannot compile here: NumPy's passes, as without it
         logging.getLogger(__name__).exception("the trainer's loops did not compile")
         return False

@@ -61,8 +61,9 @@ class _Workspace:
         self.deltas = [np.empty((rows, n), dtype) for n in layers[1:-1]]
         self.active = [np.empty((rows, n), np.bool_) for n in layers[1:-1]]
         # NumPy's maximum and greater are several times faster against an array of the same
-        # shape than against a scalar 0.
+        # shape than against a scalar 0, and sums are faster as products with ones.
         self.zeros = [np.zeros((rows, n), dtype) for n in layers[1:-1]]
+        self.ones_rows = np.ones(rows, dtype)
         self.probs = np.empty((rows, layers[-1]), dtype)
         self.offsets = np.arange(rows, dtype=np.intp) * layers[-1]
         self.flat_index = np.empty(rows, np.intp)
@@ -70,7 +71,6 @@ class _Workspace:
         self.row_b = np.empty(rows, dtype)
         self.predicted = np.empty(rows, np.intp)
         self.hits = np.empty(rows, np.bool_)
-        self.no_bias_grad = np.empty(layers[-1], dtype)  # passed where none is wanted: untouched
         self._views: dict[int, _Views] = {}
 
     def views(self, rows: int) -> _Views:
@@ -90,6 +90,7 @@ class _Views:
         self.deltas = [d[:rows] for d in ws.deltas]
         self.active = [a[:rows] for a in ws.active]
         self.zeros = [z[:rows] for z in ws.zeros]
+        self.ones_rows = ws.ones_rows[:rows]
         self.probs = ws.probs[:rows]
         self.offsets = ws.offsets[:rows]
         self.flat_index = ws.flat_index[:rows]
@@ -131,7 +132,7 @@ class MLP:
         """Mean cross-entropy of the batch (x, y)."""
         x, y = self._inputs(x, y)
         self.reserve(len(x))
-        loss_sum, _ = self._cross_entropy(self._forward(x), y)
+        loss_sum, _ = self._cross_entropy(self._forward(x), y, want_grad=False)
         return loss_sum / len(x)
 
     def loss_and_grad(
@@ -151,10 +152,9 @@ class MLP:
         The fast path of training: x must have this network's dtype, y must be integer
         labels within range, and `reserve(len(x))` must have been called.
         """
-        grads = self._split_grad(grad)
         logits = self._forward(x)
-        loss_sum, hits = self._cross_entropy(logits, y, grads[1][-1])
-        self._backward(x, grads)
+        loss_sum, hits = self._cross_entropy(logits, y, want_grad=True)
+        self._backward(x, self._split_grad(grad))
         return loss_sum, hits
 
     def evaluate(
@@ -170,7 +170,9 @@ class MLP:
         loss_sum, hits = 0.0, 0
         for start in range(0, n, rows):
             stop = start + rows
-            part_loss, part_hits = self._cross_entropy(self._forward(x[start:stop]), y[start:stop])
+            part_loss, part_hits = self._cross_entropy(
+                self._forward(x[start:stop]), y[start:stop], want_grad=False
+            )
             loss_sum += part_loss
             hits += part_hits
         return loss_sum / n, hits / n
@@ -209,34 +211,31 @@ class MLP:
         return out
 
     def _cross_entropy(
-        self, logits: np.ndarray, y: np.ndarray, bias_grad: np.ndarray | None = None
+        self, logits: np.ndarray, y: np.ndarray, want_grad: bool
     ) -> tuple[float, int]:
-        """Summed loss and hit count; given the output layer's bias gradient to fill, also
-        leaves d(mean loss)/d(logits) in probs."""
-        v, want_grad = self._ws.views(logits.shape[0]), bias_grad is not None
+        """Summed loss and hit count; with want_grad, leaves d(mean loss)/d(logits) in probs."""
+        v = self._ws.views(logits.shape[0])
         lse, total, probs = v.lse, v.total, v.probs
         n_hits = kernels.shift_logits(logits, y, lse, v.predicted, v.hits)
         np.exp(logits, out=probs)  # NumPy's exp and log in either form: the same floats
         kernels.row_sums(probs, total)
         np.log(total, out=lse)  # log-sum-exp of the shifted logits
         kernels.cross_entropy_rows(
-            logits, y, probs, lse, total, v.rows, v.inv_rows, want_grad, v.flat_index,
-            v.offsets, bias_grad if want_grad else self._ws.no_bias_grad,
-        )  # fmt: skip
+            logits, y, probs, lse, total, v.rows, v.inv_rows, want_grad, v.flat_index, v.offsets
+        )
         return float(np.add.reduce(lse, dtype=np.float64)), n_hits
 
     def _backward(self, x: np.ndarray, grads: tuple[list, list]) -> None:
-        """The weights' gradients, layer after layer down; the output layer's bias gradient
-        is already there (see _cross_entropy), each hidden one's comes with its ReLU's."""
         v = self._ws.views(x.shape[0])
         grad_w, grad_b = grads
         delta = v.probs
         for i in range(len(self.weights) - 1, -1, -1):
             below = x if i == 0 else v.acts[i - 1]
             np.matmul(below.T, delta, out=grad_w[i])
+            np.matmul(v.ones_rows, delta, out=grad_b[i])
             if i == 0:
                 break  # no gradient for the input itself
             prev = v.deltas[i - 1]
             np.matmul(delta, self.weights[i].T, out=prev)
-            kernels.relu_backward(prev, below, v.zeros[i - 1], v.active[i - 1], grad_b[i - 1])
+            kernels.relu_backward(prev, below, v.zeros[i - 1], v.active[i - 1])
             delta = prev
