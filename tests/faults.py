@@ -56,7 +56,8 @@ def trials(search_id: int) -> list[Trial]:
 
 
 def search_status(search_id: int) -> str:
-    return db.session.get(Search, search_id).status
+    """The search's status in the database now, not as this session last loaded it."""
+    return db.session.get(Search, search_id, populate_existing=True).status
 
 
 def worker_pid(trial: Trial) -> int:

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch import create_app
 from lrsearch.extensions import db
-from lrsearch.models import COMPLETED, Epoch, Trial
+from lrsearch.models import COMPLETED, Epoch, Trial, utcnow
 from lrsearch.search import store
 from lrsearch.search.spec import SearchSpec
 from tests.faults import (
@@ -103,6 +103,20 @@ def test_claims_respect_the_search_workers_and_skip_cancelled_searches(app):
     per_search = Counter(db.session.get(type(first.trials[0]), t).search_id for t, _ in claimed)
     assert per_search == {first.id: 2, second.id: 1}
     assert search_status(cancelled.id) == "cancelled"
+
+
+def test_a_claim_marks_the_trial_and_its_search_running_as_the_pages_poll_them(app):
+    """The claim's update bumps updated_at, which the search page's poll asks for, and
+    starts the search; it commits on its own connection, leaving the session's alone."""
+    search = store.create_search(db.session, SearchSpec(trials=2, epochs=1, workers=1))
+    before = utcnow()
+    [(trial_id, attempt)] = store.claim_trials(db.session, 5, search_id=search.id, worker="w")
+    trial = db.session.get(Trial, trial_id, populate_existing=True)
+    assert (trial.status, trial.attempt, trial.worker, trial.epochs_done) == ("running", 1, "w", 0)
+    assert before <= trial.started_at == trial.heartbeat_at == trial.updated_at <= utcnow()
+    assert search_status(search.id) == "running"
+    other = next(t for t in search.trials if t.id != trial_id)
+    assert db.session.get(Trial, other.id, populate_existing=True).status == "queued"
 
 
 @pytest.mark.slow

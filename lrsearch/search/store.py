@@ -98,33 +98,57 @@ def create_search(session: Session, spec: SearchSpec) -> Search:
 def claim_trials(
     session: Session, limit: int, *, search_id: int | None = None, worker: str = ""
 ) -> list[tuple[int, int]]:
-    """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt)."""
+    """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt).
+
+    It runs on a connection of its own from the session's engine, through the DBAPI cursor
+    (see prepared), each claim its own transaction: the runner claims before every trial,
+    and through the session a claim cost it 1.5-1.8 ms of CPU (0.7 ms warm).
+    """
     if limit <= 0:
         return []
-    query = _candidates(search_id is not None, limit * 4 + 16)
-    candidates = session.execute(query, {"search_id": search_id}).all()
-    session.rollback()  # end the read; each claim below is its own transaction
-    claimed: list[tuple[int, int]] = []
-    taken: dict[int, int] = {}
-    for trial_id, sid, cap, already in candidates:
-        if len(claimed) == limit:
-            break
-        if already + taken.get(sid, 0) >= cap:
-            continue
-        attempt = retry_transaction(session, lambda s, t=trial_id: _claim(s, t, worker))
-        if attempt:
-            claimed.append((trial_id, attempt))
-            taken[sid] = taken.get(sid, 0) + 1
+    with session.get_bind().connect() as connection:
+        candidates, claim, start = _claim_statements(
+            connection.dialect, search_id is not None, limit * 4 + 16
+        )
+        rows = retry_transaction(
+            connection,
+            lambda c: run_in_transaction(
+                c, lambda execute: execute(candidates, {"search_id": search_id}).fetchall()
+            ),
+        )
+        claimed: list[tuple[int, int]] = []
+        taken: dict[int, int] = {}
+        for trial_id, sid, cap, already in rows:
+            if len(claimed) == limit:
+                break
+            if already + taken.get(sid, 0) >= cap:
+                continue
+            now = utcnow()  # the trial's updated_at too: its onupdate is SQLAlchemy's to run
+            values = {"trial_id": trial_id, "now": now, "updated_at": now, "worker": worker}
+
+            def steps(execute, values=values) -> int | None:
+                row = execute(claim, values).fetchone()
+                if row is None:  # no longer queued: another runner took it
+                    return None
+                execute(start, {"search_id": row[1], "now": values["now"]})
+                return row[0]
+
+            attempt = retry_transaction(connection, lambda c, s=steps: run_in_transaction(c, s))
+            if attempt:
+                claimed.append((trial_id, attempt))
+                taken[sid] = taken.get(sid, 0) + 1
     return claimed
 
 
-def _claim(session: Session, trial_id: int, worker: str) -> int | None:
-    now = utcnow()
-    result = session.execute(_CLAIM, {"trial_id": trial_id, "now": now, "worker": worker}).first()
-    if result is None:
-        return None
-    session.execute(_START_SEARCH, {"search_id": result.search_id, "now": now})
-    return result.attempt
+@functools.cache
+def _claim_statements(dialect: Dialect, of_search: bool, limit: int) -> tuple:
+    """(candidates, claim, start search) compiled for a dialect."""
+    candidates = PreparedStatement(
+        _candidates(of_search, limit), dialect, ("search_id",) if of_search else ()
+    )
+    claim = PreparedStatement(_CLAIM, dialect, ("trial_id", "now", "updated_at", "worker"))
+    start = PreparedStatement(_START_SEARCH, dialect, ("search_id", "now"))
+    return candidates, claim, start
 
 
 # The runner's statements, built once (building them cost more than running them).
