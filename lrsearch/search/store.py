@@ -101,8 +101,9 @@ def claim_trials(
     """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt).
 
     It runs on a connection of its own from the session's engine, through the DBAPI cursor
-    (see prepared), each claim its own transaction: the runner claims before every trial,
-    and through the session a claim cost it 1.5-1.8 ms of CPU (0.7 ms warm).
+    (see prepared), each claim its own transaction. The runner claims before every trial:
+    through the session a claim had cost it 1.5-1.8 ms of CPU (0.7 ms warm, 0.3 ms this way).
+    The session is left as it was: its loaded objects are not expired.
     """
     if limit <= 0:
         return []
