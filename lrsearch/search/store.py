@@ -60,6 +60,12 @@ def retry_transaction(
     raise AssertionError("unreachable")
 
 
+def _retried_on_cursor(connection: Connection, steps: Callable) -> T:
+    """steps(execute) in one DBAPI transaction (prepared.run_in_transaction), retried as
+    retry_transaction retries a locked or busy database."""
+    return retry_transaction(connection, lambda c: run_in_transaction(c, steps))
+
+
 def _is_transient(exc: OperationalError) -> bool:
     text = str(exc.orig).lower()
     return any(word in text for word in ("locked", "busy", "deadlock", "could not serialize"))
@@ -111,11 +117,8 @@ def claim_trials(
         candidates, claim, start = _claim_statements(
             connection.dialect, search_id is not None, limit * 4 + 16
         )
-        rows = retry_transaction(
-            connection,
-            lambda c: run_in_transaction(
-                c, lambda execute: execute(candidates, {"search_id": search_id}).fetchall()
-            ),
+        rows = _retried_on_cursor(
+            connection, lambda execute: execute(candidates, {"search_id": search_id}).fetchall()
         )
         claimed: list[tuple[int, int]] = []
         taken: dict[int, int] = {}
@@ -134,7 +137,7 @@ def claim_trials(
                 execute(start, {"search_id": row[1], "now": values["now"]})
                 return row[0]
 
-            attempt = retry_transaction(connection, lambda c, s=steps: run_in_transaction(c, s))
+            attempt = _retried_on_cursor(connection, steps)
             if attempt:
                 claimed.append((trial_id, attempt))
                 taken[sid] = taken.get(sid, 0) + 1
@@ -313,7 +316,7 @@ def write_epoch(
             return "lost"
         return CANCELLED if updated[0] else None
 
-    return retry_transaction(connection, lambda c: run_in_transaction(c, steps))
+    return _retried_on_cursor(connection, steps)
 
 
 def finish_trial(
