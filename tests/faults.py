@@ -100,12 +100,10 @@ def write_epochs(database_url: str, trial_id: int, epochs: int) -> int:
 
     It writes as a worker does, on one connection held for the trial.
     """
-    from sqlalchemy import create_engine
-
     from lrsearch.search import store
     from lrsearch.training import EpochMetrics
 
-    engine = create_engine(database_url)
+    engine = store.process_engine(database_url)
     with engine.connect() as connection:
         for epoch in range(1, epochs + 1):
             metrics = EpochMetrics(epoch, epochs, 1.0 / epoch, 0.5, 1.0 / epoch, 0.5, 0.001)

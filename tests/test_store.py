@@ -348,6 +348,80 @@ def check_epoch_writes(app) -> None:
     )
 
 
+def holding_the_write_lock(database_url: str):
+    """Another SQLite connection, holding the database's write lock until rolled back."""
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    holder = sqlite3.connect(make_url(database_url).database, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    return holder
+
+
+def test_a_worker_waits_for_another_writers_sqlite_lock_in_short_steps(app, monkeypatch):
+    """SQLite's own wait sleeps 1 ms and more; a worker's connection answers at once and
+    the store waits 50 µs, then twice as long each time, up to 5 ms, then writes."""
+    from types import SimpleNamespace
+
+    from lrsearch.search import worker
+    from lrsearch.training import EpochMetrics
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    url = app.config["DATABASE_URL"]
+    holder = holding_the_write_lock(url)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 8:
+            holder.execute("ROLLBACK")  # the other writer is done
+        time.sleep(seconds)
+
+    monkeypatch.setattr(store, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    engine = worker.worker_engine(url)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 0
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            connection.rollback()
+            metrics = EpochMetrics(1, 3, 0.5, 0.6, 0.5, 0.6, 0.01)
+            assert store.write_epoch(connection, trial_id, attempt, metrics, {}) is None
+    finally:
+        engine.dispose()
+        holder.close()
+    assert waits == pytest.approx([50e-6, 100e-6, 200e-6, 400e-6, 800e-6, 1.6e-3, 3.2e-3, 5e-3])
+    assert trials(search.id)[0].epochs_done == 1
+    with db.engine.connect() as connection:  # the app's own connections still wait 5 s
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
+
+
+def test_a_lock_held_too_long_raises_a_locked_error_and_writes_nothing(app, monkeypatch):
+    """Past the wait (5 s, as SQLite's busy timeout), the locked error goes to the retries."""
+    from sqlalchemy.exc import OperationalError
+
+    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    trial_id = search.trials[0].id
+    monkeypatch.setattr(store, "LOCK_WAIT_SECONDS", 0.05)
+    engine = store.process_engine(app.config["DATABASE_URL"])
+    holder = holding_the_write_lock(app.config["DATABASE_URL"])
+    fail = update(Trial).where(Trial.id == trial_id).values(error="half-written")
+    try:
+        with Session(engine) as session:
+            started = time.monotonic()
+            with pytest.raises(OperationalError, match="database is locked") as raised:
+                store.retry_transaction(session, lambda s: s.execute(fail), attempts=1)
+            # It gives up when the next wait would end past the deadline.
+            assert time.monotonic() - started >= 0.05 - store.LONGEST_LOCK_WAIT
+            assert store._is_transient(raised.value)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+    assert trials(search.id)[0].error is None
+
+
 def test_a_failed_driver_transaction_rolls_back_and_raises_sqlalchemys_error(app):
     """A locked database raises OperationalError, as the store's retry expects."""
     import sqlite3

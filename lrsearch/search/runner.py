@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
@@ -172,7 +171,7 @@ class Runner:
         """keep_slots: leave the worker processes running at close, for a later runner."""
         self.settings, self.slots, self.search_id = settings, slots, search_id
         self.keep_slots = keep_slots
-        self.engine = create_engine(settings.database_url, pool_pre_ping=True)
+        self.engine = store.process_engine(settings.database_url)
         self.session = Session(self.engine)
         self.stopping = threading.Event()
         self.futures: dict[Future, tuple[int, int]] = {}  # future -> (trial id, attempt)

@@ -18,13 +18,19 @@ import time
 from functools import cache
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
 from lrsearch.search import plots
-from lrsearch.search.store import begin_attempt, finish_trial, write_epoch
+from lrsearch.search.store import (
+    begin_attempt,
+    finish_trial,
+    process_engine,
+    retry_transaction,
+    write_epoch,
+)
 from lrsearch.training import EpochMetrics, load_dataset, train
 
 log = logging.getLogger(__name__)
@@ -140,7 +146,7 @@ def warm_up() -> None:
 @cache
 def worker_engine(database_url: str) -> Engine:
     """This process's own engine, built after the process started."""
-    return create_engine(database_url, pool_pre_ping=True)
+    return process_engine(database_url)
 
 
 def worker_name() -> str:
@@ -217,12 +223,13 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
 
 def draw_plots(trial_ids: list[int], database_url: str, data_dir: str) -> int:
     """Draw the plots that short trials left for later; return how many are there now."""
-    ready = 0
+
+    def draw(session: Session, trial_id: int) -> bool:
+        trial = session.get(Trial, trial_id)
+        return bool(trial and plots.ensure_plot(session, trial, data_dir))
+
     with Session(worker_engine(database_url)) as session:
-        for trial_id in trial_ids:
-            trial = session.get(Trial, trial_id)
-            ready += bool(trial and plots.ensure_plot(session, trial, data_dir))
-    return ready
+        return sum(retry_transaction(session, lambda s, t=t: draw(s, t)) for t in trial_ids)
 
 
 def _writing(path: Path, write):
