@@ -348,6 +348,37 @@ def check_epoch_writes(app) -> None:
     )
 
 
+def test_a_trials_start_records_its_worker_and_reads_what_the_worker_needs(app):
+    """begin_attempt, on the DBAPI cursor: the worker's name and a heartbeat stored, and the
+    trial's and search's settings returned as plain (transient) objects."""
+    from sqlalchemy.exc import NoResultFound
+    from sqlalchemy.orm import object_session
+
+    spec = SearchSpec(layers=[64, 32, 10], trials=2, epochs=3, batch_size=16, beta1=0.8, seed=7)
+    search = store.create_search(db.session, spec)
+    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
+    claimed_at = trials(search.id)[0].started_at
+    engine = store.process_engine(app.config["DATABASE_URL"])
+    try:
+        with engine.connect() as connection:
+            trial, read = store.begin_attempt(connection, trial_id, attempt, "host:41")
+            assert not connection.in_transaction()  # committed on the cursor
+            with pytest.raises(NoResultFound, match="no trial 999"):
+                store.begin_attempt(connection, 999, 1, "host:41")
+    finally:
+        engine.dispose()
+    stored = trials(search.id)[0]
+    assert (stored.worker, stored.attempt) == ("host:41", attempt)
+    assert stored.heartbeat_at >= claimed_at and stored.updated_at >= claimed_at
+    assert object_session(trial) is None and object_session(read) is None
+    assert (trial.id, trial.attempt, trial.search_id) == (trial_id, attempt, search.id)
+    assert (trial.index, trial.lr, trial.seed) == (stored.index, stored.lr, stored.seed)
+    needed = ("dataset", "layers", "epochs", "batch_size", "beta1", "beta2", "eps", "seed")
+    assert read.id == search.id
+    assert {k: read.config()[k] for k in needed} == {k: search.config()[k] for k in needed}
+    assert (read.layers, read.batch_size, read.beta1, read.seed) == ([64, 32, 10], 16, 0.8, 7)
+
+
 def holding_the_write_lock(database_url: str):
     """Another SQLite connection, holding the database's write lock until rolled back."""
     import sqlite3

@@ -161,11 +161,11 @@ class LogFolderError(RuntimeError):
 def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
     """Train one trial in this worker process; return its final status.
 
-    One connection serves the trial: the session's transactions (its start and end) and,
-    on its DBAPI cursor, each epoch's write (see store.write_epoch).
+    One connection serves the trial: on its DBAPI cursor, the trial's start and each epoch's
+    write (see store.write_epoch); through the session, its end.
     """
     with worker_engine(database_url).connect() as connection, Session(connection) as session:
-        trial, search = begin_attempt(session, trial_id, attempt, worker_name())
+        trial, search = begin_attempt(connection, trial_id, attempt, worker_name())
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
         data = load_dataset(search.dataset, artifacts.datasets_root(data_dir), seed=search.seed)
         log_path = folder / artifacts.LOG_NAME
