@@ -160,35 +160,37 @@ def test_postgresql_claims_and_two_runners(postgres_url, app_config):
 
 
 @pytest.mark.postgres
-def test_the_last_two_trials_ending_at_once_end_their_search(postgres_url, app_config):
+def test_the_last_two_trials_ending_at_once_end_their_search(postgres_url, app_config, monkeypatch):
     """Under READ COMMITTED each of two concurrent finishes saw the other trial still running,
     and neither ended the search: it stayed "running" forever (a flaky two-runner test)."""
     from flask_migrate import upgrade
 
     app = create_app({**app_config, "DATABASE_URL": postgres_url})
     with app.app_context():
-        engine = create_engine(postgres_url)
+        engine = store.process_engine(postgres_url)
         try:
             upgrade(directory=app.config["MIGRATIONS_DIR"])
             search = store.create_search(db.session, SearchSpec(trials=2, epochs=1, workers=2))
             first, second = store.claim_trials(db.session, 2, search_id=search.id)
             first_settled = threading.Event()
+            settle = store._settle
 
-            def finish(trial: tuple[int, int], hold: bool) -> None:
-                with Session(engine) as session:
-                    if hold:  # settle, then keep the transaction open a while
+            def settle_then_hold(*args) -> None:
+                settle(*args)
+                if threading.current_thread() is held:  # keep the transaction open a while
+                    first_settled.set()
+                    time.sleep(1.0)
 
-                        @event.listens_for(session, "before_commit")
-                        def hold_commit(_session) -> None:
-                            first_settled.set()
-                            time.sleep(1.0)
+            monkeypatch.setattr(store, "_settle", settle_then_hold)
 
-                    store.finish_trial(session, *trial, COMPLETED)
+            def finish(trial: tuple[int, int]) -> None:
+                with engine.connect() as connection:
+                    assert store.finish_trial(connection, *trial, COMPLETED)
 
-            held = threading.Thread(target=finish, args=(first, True))
+            held = threading.Thread(target=finish, args=(first,))
             held.start()
             assert first_settled.wait(30)
-            finish(second, hold=False)  # while the first is settled but not committed
+            finish(second)  # while the first is settled but not committed
             held.join(30)
             assert search_status(search.id) == COMPLETED
         finally:
@@ -488,6 +490,17 @@ def test_a_prepared_statement_asks_for_the_values_of_python_side_defaults(app):
 
     with pytest.raises(ValueError, match=r"no value given for \[.attempt., .created_at.\]"):
         PreparedStatement(Epoch.__table__.insert(), db.engine.dialect, ["trial_id", "epoch"])
+
+
+def test_a_prepared_statement_refuses_a_list_that_expands_at_each_execution(app):
+    """not_in([...]) renders its list when executed; compiled once, the SQL would hold none."""
+    from lrsearch.search.prepared import PreparedStatement
+
+    statement = select(Trial.id).where(Trial.status.not_in(["completed", "failed"]))
+    with pytest.raises(ValueError, match="expand at each execution"):
+        PreparedStatement(statement, db.engine.dialect, [])
+    settled = PreparedStatement(store._OPEN_TRIALS, db.engine.dialect, ["search_id"])
+    assert settled.parameters({"search_id": 3})[1:] == list(store.TRIAL_FINAL)
 
 
 def test_a_worker_holds_one_connection_for_a_whole_trial(app, monkeypatch):

@@ -28,6 +28,8 @@ class PreparedStatement:
         self.sql = compiled.string
         self.order = compiled.positiontup  # None for a named paramstyle (psycopg's)
         rendered = compiled.bind_names  # each bind parameter -> its name in the SQL
+        if expanding := sorted(name for bind, name in rendered.items() if bind.expanding):
+            raise ValueError(f"{expanding} expand at each execution: give each value its own")
         # A column's Python-side default (created_at=utcnow) is evaluated by SQLAlchemy's
         # execution, which this skips: such values must be among the names given.
         defaults = {c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)}

@@ -16,14 +16,17 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Dialect,
     Engine,
     Select,
     bindparam,
+    case,
     create_engine,
     event,
     func,
+    literal,
     select,
     update,
 )
@@ -431,33 +434,40 @@ def write_epoch(
 
 
 def finish_trial(
-    session: Session,
+    connection: Connection,
     trial_id: int,
     attempt: int,
     status: str,
     error: str | None = None,
     plot_pending: bool = False,
 ) -> bool:
-    """End a running attempt in `status`; False if the trial was not this attempt's."""
+    """End a running attempt in `status`; False if the trial was not this attempt's.
+
+    On the DBAPI cursor (see prepared), as the trial's start and its epochs' writes: through
+    the session it cost 0.55 ms a trial, and 2-3 ms more in a new worker's first.
+    """
+    now = utcnow()
     values = {
         "trial_id_": trial_id,
         "attempt_": attempt,
         "status_": status,
-        "now": utcnow(),
+        "now": now,
+        "updated_at": now,
         "error_": error,
         "plot_pending_": plot_pending,
     }
+    finish, search_of_trial, settle = _finish_statements(connection.dialect)
 
-    def work(s: Session) -> bool:
-        ended = s.execute(_FINISH, values).first()
+    def steps(execute) -> bool:
+        ended = execute(finish, values).fetchone()
         if ended is None:  # not this attempt's: its search may still need settling
-            search_id = s.execute(_SEARCH_OF_TRIAL, {"trial_id": trial_id}).scalar_one()
+            search_id = execute(search_of_trial, {"trial_id": trial_id}).fetchone()[0]
         else:
-            search_id = ended.search_id
-        _settle_search(s, search_id)
+            search_id = ended[0]
+        _settle(execute, settle, search_id)
         return ended is not None
 
-    return retry_transaction(session, work)
+    return _retried_on_cursor(connection, steps)
 
 
 _FINISH = (
@@ -473,6 +483,19 @@ _FINISH = (
     .returning(_trial.c.search_id)
 )
 _SEARCH_OF_TRIAL = select(_trial.c.search_id).where(_trial.c.id == bindparam("trial_id"))
+
+
+@functools.cache
+def _finish_statements(dialect: Dialect) -> tuple:
+    """(finish, search of the trial, the settling statements) compiled for a dialect."""
+    names = ("trial_id_", "attempt_", "status_", "now", "updated_at", "error_", "plot_pending_")
+    settle = (
+        PreparedStatement(_LOCK_SEARCH, dialect, ["search_id"]),
+        PreparedStatement(_OPEN_TRIALS, dialect, ["search_id"]),
+        PreparedStatement(_SETTLE, dialect, ["search_id", "now"]),
+    )
+    finish = PreparedStatement(_FINISH, dialect, names)
+    return finish, PreparedStatement(_SEARCH_OF_TRIAL, dialect, ["trial_id"]), settle
 
 
 def take_pending_plots(session: Session, limit: int, search_id: int | None = None) -> list[int]:
@@ -602,28 +625,46 @@ def cancel_search(session: Session, search_id: int) -> None:
 
 
 def _settle_search(session: Session, search_id: int) -> None:
-    """End the search when every trial has ended.
+    """End the search when every trial has ended (see `_settle`), in the session's transaction."""
+    _settle(session.execute, (_LOCK_SEARCH, _OPEN_TRIALS, _SETTLE), search_id)
+
+
+def _settle(execute: Callable, statements: tuple, search_id: int) -> None:
+    """End the search when every trial has ended: execute(statement, values) runs each of
+    (lock the search, count its open trials, end it), Core statements or prepared ones.
 
     The search's row is locked first: two transactions ending the last two trials would
     otherwise each count the other's trial as still open (READ COMMITTED), and neither
     would end the search. Locked, the second counts after the first has committed.
     """
-    session.execute(_LOCK_SEARCH, {"search_id": search_id})
-    if session.execute(_OPEN_TRIALS, {"search_id": search_id}).scalar_one():
+    lock, open_trials, settle = statements
+    execute(lock, {"search_id": search_id})
+    if execute(open_trials, {"search_id": search_id}).fetchone()[0]:
         return
-    search = session.get(Search, search_id)
-    if search is None or search.status in SEARCH_FINAL:
-        return
-    search.status = CANCELLED if search.cancel_requested else COMPLETED
-    search.finished_at = utcnow()
-    search.started_at = search.started_at or search.finished_at
+    execute(settle, {"search_id": search_id, "now": utcnow()})
+
+
+def _none_of(column, values) -> ColumnElement[bool]:
+    """column NOT IN (values), each value a bound parameter of its own: a prepared statement
+    cannot take the list that a plain not_in() expands at each execution."""
+    return column.not_in([literal(value) for value in values])
 
 
 _LOCK_SEARCH = select(_search.c.id).where(_search.c.id == bindparam("search_id")).with_for_update()
 _OPEN_TRIALS = (
     select(func.count())
     .select_from(_trial)
-    .where(_trial.c.search_id == bindparam("search_id"), _trial.c.status.not_in(TRIAL_FINAL))
+    .where(_trial.c.search_id == bindparam("search_id"), _none_of(_trial.c.status, TRIAL_FINAL))
+)
+# Cancelled if it was being cancelled, else completed; started now if it never started.
+_SETTLE = (
+    _search.update()
+    .where(_search.c.id == bindparam("search_id"), _none_of(_search.c.status, SEARCH_FINAL))
+    .values(
+        status=case((_search.c.cancel_requested, CANCELLED), else_=COMPLETED),
+        finished_at=bindparam("now"),
+        started_at=func.coalesce(_search.c.started_at, bindparam("now")),
+    )
 )
 
 

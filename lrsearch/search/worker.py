@@ -161,10 +161,10 @@ class LogFolderError(RuntimeError):
 def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
     """Train one trial in this worker process; return its final status.
 
-    One connection serves the trial: on its DBAPI cursor, the trial's start and each epoch's
-    write (see store.write_epoch); through the session, its end.
+    One connection serves the trial, all on its DBAPI cursor: its start, each epoch's write
+    and its end (see store.write_epoch).
     """
-    with worker_engine(database_url).connect() as connection, Session(connection) as session:
+    with worker_engine(database_url).connect() as connection:
         trial, search = begin_attempt(connection, trial_id, attempt, worker_name())
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
         data = load_dataset(search.dataset, artifacts.datasets_root(data_dir), seed=search.seed)
@@ -217,7 +217,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
         finished = result.status == "completed" or len(history) == search.epochs
         status = DIVERGED if result.status == "diverged" else COMPLETED if finished else CANCELLED
         pending = bool(history) and not inline_plot
-        finish_trial(session, trial_id, attempt, status, result.message or None, pending)
+        finish_trial(connection, trial_id, attempt, status, result.message or None, pending)
     return status
 
 
