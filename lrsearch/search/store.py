@@ -1,8 +1,10 @@
 """Every write of the search engine, as short transactions on a SQLAlchemy session.
 
 Used by the web app (Flask-SQLAlchemy's session), the runner and the worker processes
-(plain sessions on their own engines) alike. The per-epoch write takes a worker's
-Connection instead: see `write_epoch`.
+(plain sessions on their own engines, see `process_engine`) alike. What runs for every
+trial or epoch takes a Connection instead and runs on its DBAPI cursor: a trial's start,
+each epoch's write and its end (`begin_attempt`, `write_epoch`, `finish_trial`), and the
+runner's claims.
 """
 
 from __future__ import annotations
