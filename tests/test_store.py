@@ -239,6 +239,52 @@ def test_workers_leave_ctrl_c_to_the_runner():
     assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the runner's own is kept
 
 
+def test_a_slots_worker_answers_each_call_and_outlives_its_errors():
+    """An error raised in the worker, a result it cannot send back and a call that cannot
+    be sent each fail their own future only: the same process answers the next call."""
+    from lrsearch.search.runner import ProcessSlots
+
+    slots = ProcessSlots(1)
+    try:
+        first = slots.submit(os.getpid)
+        pid = first.result(timeout=60)
+        assert slots.done(first) is None and slots.capacity == 1
+        raised = slots.submit(int, "not a number")
+        assert isinstance(raised.exception(timeout=60), ValueError)
+        assert slots.done(raised) is None
+        unsendable = slots.submit(threading.Lock)  # a lock cannot be pickled back
+        assert "not sent back" in str(unsendable.exception(timeout=60))
+        slots.done(unsendable)
+        unsent = slots.submit(lambda: 1)  # nor can a local function be sent
+        assert unsent.exception(timeout=60) is not None
+        slots.done(unsent)
+        again = slots.submit(os.getpid)
+        assert again.result(timeout=60) == pid and slots.done(again) is None
+    finally:
+        slots.shutdown()
+
+
+def test_a_worker_that_died_idle_is_replaced_at_the_next_call():
+    """Killed between trials, it fails no call: the slot starts a new process."""
+    from lrsearch.search.runner import ProcessSlots
+
+    slots = ProcessSlots(1)
+    try:
+        slots.start()
+        [process] = slots.processes()
+        os.kill(process.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not slots.slots[0].dead and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert slots.slots[0].dead  # the reader noticed
+        call = slots.submit(os.getpid)
+        assert call.result(timeout=60) not in (process.pid, os.getpid())
+        assert slots.done(call) is None
+    finally:
+        slots.shutdown()
+    assert not process.is_alive()
+
+
 @pytest.mark.slow
 def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
     """A runner started outside the checkout: its fork server still finds the package."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import site
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -18,21 +20,23 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.worker import (
-    PRELOAD,
-    draw_plots,
-    init_worker,
-    run_trial,
-    warm_up,
-    worker_name,
-)
+from lrsearch.search.worker import PRELOAD, draw_plots, run_trial, serve, worker_name
 
 log = logging.getLogger(__name__)
 PLOTS_PER_CHORE = 2  # plots an idle slot draws at a time: about 0.15 s, then it is free again
 
 
 class ProcessSlots:
-    """`size` one-process executors: a killed worker breaks its own slot, no other."""
+    """`size` worker processes, each running the calls sent down a pipe of its own, one at a
+    time: a killed worker breaks its own slot, no other.
+
+    One thread of the runner reads every worker's replies, notices a worker's death and
+    completes the futures: a call costs the runner one write to a pipe, its reply one
+    wake-up of that thread. A ProcessPoolExecutor per slot had kept two threads a slot (its
+    manager and its queue's feeder), a call passing through both, and a worker that died
+    idle had broken its executor for good. Digits searches ran 2-3 % faster this way (the
+    gap between a worker's trials 0.76-0.96 -> 0.67-0.78 ms).
+    """
 
     def __init__(self, size: int, start_method: str = "forkserver"):
         # Children import NumPy afresh (no fork of this process): one BLAS thread from the start.
@@ -44,8 +48,11 @@ class ProcessSlots:
             # is then a cheap fork of it instead of a fresh interpreter importing them again.
             self.context.set_forkserver_preload(PRELOAD)
             fork_server_finds_the_package()
-        self.slots: list[ProcessPoolExecutor | None] = [None] * size
+        self.slots: list[_Worker | None] = [None] * size
         self.running: dict[Future, int] = {}  # future -> slot
+        self._reader: threading.Thread | None = None
+        self._reader_lock = threading.Lock()
+        self._wake_reader, self._waking = self.context.Pipe(duplex=False)
 
     @property
     def capacity(self) -> int:
@@ -54,19 +61,25 @@ class ProcessSlots:
     def start(self) -> None:
         """Start every worker process now, so the first trials pay no process start."""
         for slot in range(len(self.slots)):
-            self._executor(slot).submit(warm_up)
+            self._worker(slot)
 
-    def _executor(self, slot: int) -> ProcessPoolExecutor:
-        if self.slots[slot] is None:
-            self.slots[slot] = ProcessPoolExecutor(
-                1, mp_context=self.context, initializer=init_worker, initargs=(os.getpid(),)
-            )
-        return self.slots[slot]
+    def _worker(self, slot: int) -> _Worker:
+        """The slot's worker, started if the slot has none or had one that died idle."""
+        worker = self.slots[slot]
+        if worker is not None and worker.dead:
+            worker.process.join(timeout=2)
+            code = worker.process.exitcode
+            log.warning("worker process %s died idle (exit code %s)", worker.process.pid, code)
+            worker = None
+        if worker is None:
+            worker = self.slots[slot] = _Worker(self.context)
+            self._watch()
+        return worker
 
     def submit(self, fn: Callable, *args) -> Future:
         """Run fn(*args) in a free slot."""
         slot = next(i for i in range(len(self.slots)) if i not in self.running.values())
-        future = self._executor(slot).submit(fn, *args)
+        future = self._worker(slot).call(fn, args)
         self.running[future] = slot
         return future
 
@@ -75,33 +88,118 @@ class ProcessSlots:
         slot = self.running.pop(future)
         if not isinstance(future.exception(), BrokenProcessPool):
             return None
-        executor = self.slots[slot]
-        self.slots[slot] = None
-        processes = _processes_of(executor)
-        for process in processes:
-            process.join(timeout=2)  # reap it, to learn how it died
-        codes = [p.exitcode for p in processes]
-        executor.shutdown(wait=False, cancel_futures=True)
-        code = codes[0] if codes else None
-        return f"worker process died (exit code {code})"
+        worker, self.slots[slot] = self.slots[slot], None
+        worker.process.join(timeout=2)  # reap it, to learn how it died
+        self._watch()
+        return f"worker process died (exit code {worker.process.exitcode})"
 
     def shutdown(self) -> None:
         """Stop every worker now, running trials included."""
-        for executor in filter(None, self.slots):
-            for process in _processes_of(executor):
-                process.kill()
-            executor.shutdown(wait=True, cancel_futures=True)
+        workers = [worker for worker in self.slots if worker is not None]
+        for worker in workers:
+            worker.process.kill()
+        for worker in workers:
+            worker.process.join()
+            worker.died("the pool was shut down")
         self.slots = [None] * len(self.slots)
         self.running.clear()
+        self._watch()
 
     def processes(self) -> list[BaseProcess]:
         """The worker processes of the slots started so far."""
-        return [p for executor in filter(None, self.slots) for p in _processes_of(executor)]
+        return [worker.process for worker in self.slots if worker is not None]
+
+    def _watch(self) -> None:
+        """Have the reader watch the slots' workers as they are now (it starts, or wakes)."""
+        with self._reader_lock:
+            if self._reader is None:
+                self._reader = threading.Thread(
+                    target=self._read, name="worker-replies", daemon=True
+                )
+                self._reader.start()
+            else:
+                self._waking.send_bytes(b"")
+
+    def _read(self) -> None:
+        """The reader: complete each call's future as its worker replies or dies; it ends
+        when no worker is left to watch."""
+        while True:
+            with self._reader_lock:
+                workers = [w for w in self.slots if w is not None and not w.dead]
+                if not workers:
+                    self._reader = None
+                    return
+            by_handle = {self._wake_reader: None}
+            for worker in workers:
+                by_handle[worker.connection] = by_handle[worker.process.sentinel] = worker
+            ready = multiprocessing.connection.wait(list(by_handle))
+            if self._wake_reader in ready:
+                while self._wake_reader.poll():
+                    self._wake_reader.recv_bytes()
+            for handle in ready:  # replies first: a worker may reply, then exit
+                if isinstance(handle, multiprocessing.connection.Connection) and by_handle[handle]:
+                    by_handle[handle].read_replies()
+            for handle in ready:
+                if isinstance(handle, int):  # a sentinel: the process has ended
+                    worker = by_handle[handle]
+                    worker.read_replies()
+                    worker.died(f"worker process died (exit code {worker.process.exitcode})")
 
 
-def _processes_of(executor: ProcessPoolExecutor) -> list[BaseProcess]:
-    """An executor's worker processes (it keeps them in a private dict, pid -> process)."""
-    return list(getattr(executor, "_processes", {}).values())
+class _Worker:
+    """One worker process, the pipe it takes calls on and replies on, and its calls sent."""
+
+    def __init__(self, context):
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(
+            target=serve, args=(theirs, os.getpid()), name="lrsearch-worker", daemon=True
+        )
+        self.process.start()
+        theirs.close()
+        self.calls: deque[Future] = deque()  # sent and not yet answered, oldest first
+        self.lock = threading.Lock()
+        self.dead = False
+
+    def call(self, fn: Callable, args: tuple) -> Future:
+        """Send fn(*args) to the process; its future completes when the process replies."""
+        future = Future()
+        future.set_running_or_notify_cancel()
+        with self.lock:
+            if self.dead:
+                future.set_exception(BrokenProcessPool("worker process died"))
+                return future
+            self.calls.append(future)
+            try:
+                self.connection.send((fn, args))
+            except OSError as exc:  # the process is gone: its slot is replaced when done
+                self.calls.remove(future)
+                future.set_exception(BrokenProcessPool(f"worker process gone ({exc})"))
+            except Exception as exc:  # fn or its arguments cannot be pickled
+                self.calls.remove(future)
+                future.set_exception(exc)
+        return future
+
+    def read_replies(self) -> None:
+        """Complete the futures of the replies waiting in the pipe (the reader's thread)."""
+        try:
+            while self.connection.poll():
+                ok, value = self.connection.recv()
+                with self.lock:
+                    future = self.calls.popleft()
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (EOFError, OSError):  # it died while replying: its sentinel says so next
+            pass
+
+    def died(self, reason: str) -> None:
+        """Fail the calls it had not answered."""
+        with self.lock:
+            self.dead = True
+            calls, self.calls = list(self.calls), deque()
+        for future in calls:
+            future.set_exception(BrokenProcessPool(reason))
 
 
 def fork_server_finds_the_package() -> None:

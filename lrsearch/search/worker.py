@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import pickle
 import select
 import signal
 import socket
@@ -16,6 +17,7 @@ import struct
 import threading
 import time
 from functools import cache
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -45,6 +47,28 @@ PRELOAD = ["lrsearch.search.forkserver"]
 # (the default 0.75-3 ms cost them 10 %); see benchmarks/pool_scaling.py.
 TIME_SLICE_NS = 20_000_000
 _SYS_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
+
+
+def serve(connection: Connection, runner_pid: int) -> None:
+    """A worker process's life (runner.ProcessSlots): set up, then run each call that comes
+    down the pipe, one at a time, and send back (True, its result) or (False, its error)."""
+    init_worker(runner_pid)
+    warm_up()
+    while True:
+        try:
+            message = connection.recv_bytes()
+        except EOFError:  # the runner closed its end
+            return
+        try:
+            fn, args = pickle.loads(message)  # e.g. a function this process cannot import
+            reply = (True, fn(*args))
+        except BaseException as exc:  # the runner records it (a trial's crash)
+            reply = (False, exc)
+        try:
+            connection.send(reply)
+        except Exception as exc:  # a result or error that cannot be pickled
+            error = f"{type(reply[1]).__name__}: {reply[1]} (not sent back: {exc})"
+            connection.send((False, RuntimeError(error)))
 
 
 def init_worker(runner_pid: int) -> None:
