@@ -145,3 +145,15 @@ def prepared_by_the_fork_server() -> dict[str, bool]:
         "one BLAS thread": {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
         == {1},
     }
+
+
+class TwoPartError(Exception):
+    """An error whose pickle cannot be loaded: it is rebuilt from one argument, not two."""
+
+    def __init__(self, what: str, why: str):
+        super().__init__(f"{what}: {why}")
+
+
+def raise_an_error_that_cannot_be_rebuilt() -> None:
+    """In a worker: raise an error the runner cannot unpickle."""
+    raise TwoPartError("trial", "broken")

@@ -24,6 +24,7 @@ from lrsearch.search.spec import SearchSpec
 from tests.faults import (
     RunnerThread,
     prepared_by_the_fork_server,
+    raise_an_error_that_cannot_be_rebuilt,
     scheduling_of_this_process,
     search_status,
     trials,
@@ -258,6 +259,9 @@ def test_a_slots_worker_answers_each_call_and_outlives_its_errors():
         unsent = slots.submit(lambda: 1)  # nor can a local function be sent
         assert unsent.exception(timeout=60) is not None
         slots.done(unsent)
+        unreadable = slots.submit(raise_an_error_that_cannot_be_rebuilt)
+        assert "reply could not be read" in str(unreadable.exception(timeout=60))
+        slots.done(unreadable)
         again = slots.submit(os.getpid)
         assert again.result(timeout=60) == pid and slots.done(again) is None
     finally:

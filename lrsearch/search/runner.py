@@ -6,6 +6,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import site
 import threading
 import time
@@ -181,17 +182,23 @@ class _Worker:
 
     def read_replies(self) -> None:
         """Complete the futures of the replies waiting in the pipe (the reader's thread)."""
-        try:
-            while self.connection.poll():
-                ok, value = self.connection.recv()
-                with self.lock:
-                    future = self.calls.popleft()
-                if ok:
-                    future.set_result(value)
-                else:
-                    future.set_exception(value)
-        except (EOFError, OSError):  # it died while replying: its sentinel says so next
-            pass
+        while True:
+            try:
+                if not self.connection.poll():
+                    return
+                reply = self.connection.recv_bytes()
+            except (EOFError, OSError):  # it died while replying: its sentinel says so next
+                return
+            with self.lock:
+                future = self.calls.popleft()
+            try:
+                ok, value = pickle.loads(reply)
+            except Exception as exc:  # e.g. an error whose class cannot be rebuilt here
+                ok, value = False, RuntimeError(f"the worker's reply could not be read: {exc}")
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def died(self, reason: str) -> None:
         """Fail the calls it had not answered."""
