@@ -68,9 +68,7 @@ class ProcessSlots:
         """The slot's worker, started if the slot has none or had one that died idle."""
         worker = self.slots[slot]
         if worker is not None and worker.dead:
-            worker.process.join(timeout=2)
-            code = worker.process.exitcode
-            log.warning("worker process %s died idle (exit code %s)", worker.process.pid, code)
+            log.warning("%s while idle (pid %s)", worker.death(), worker.process.pid)
             worker = None
         if worker is None:
             worker = self.slots[slot] = _Worker(self.context)
@@ -90,9 +88,8 @@ class ProcessSlots:
         if not isinstance(future.exception(), BrokenProcessPool):
             return None
         worker, self.slots[slot] = self.slots[slot], None
-        worker.process.join(timeout=2)  # reap it, to learn how it died
         self._watch()
-        return f"worker process died (exit code {worker.process.exitcode})"
+        return worker.death()
 
     def shutdown(self) -> None:
         """Stop every worker now, running trials included."""
@@ -144,7 +141,7 @@ class ProcessSlots:
                 if isinstance(handle, int):  # a sentinel: the process has ended
                     worker = by_handle[handle]
                     worker.read_replies()
-                    worker.died(f"worker process died (exit code {worker.process.exitcode})")
+                    worker.died(worker.death())
 
 
 class _Worker:
@@ -199,6 +196,11 @@ class _Worker:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def death(self) -> str:
+        """How the process died, once reaped (it has ended, or is about to)."""
+        self.process.join(timeout=2)
+        return f"worker process died (exit code {self.process.exitcode})"
 
     def died(self, reason: str) -> None:
         """Fail the calls it had not answered."""

@@ -278,7 +278,6 @@ def begin_attempt(
     it cost a new worker's first trial 10 ms (the ORM compiling its statements for the new
     engine), and every trial 0.45 ms.
     """
-    begin, run = _begin_statements(connection.dialect)
     now = utcnow()
     values = {
         "trial_id_": trial_id,
@@ -287,6 +286,7 @@ def begin_attempt(
         "now": now,
         "updated_at": now,
     }
+    begin, run = _begin_statements(connection.dialect, tuple(values))
 
     def steps(execute) -> tuple | None:
         execute(begin, values)
@@ -332,9 +332,8 @@ _RUN = (
 
 
 @functools.cache
-def _begin_statements(dialect: Dialect) -> tuple:
-    """(begin, read the run) compiled for a dialect."""
-    names = ("trial_id_", "attempt_", "worker_", "now", "updated_at")
+def _begin_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
+    """(begin, read the run) compiled for a dialect, the first for the values' names."""
     return PreparedStatement(_BEGIN, dialect, names), PreparedStatement(_RUN, dialect, ["trial_id"])
 
 
@@ -458,7 +457,7 @@ def finish_trial(
         "error_": error,
         "plot_pending_": plot_pending,
     }
-    finish, search_of_trial, settle = _finish_statements(connection.dialect)
+    finish, search_of_trial, settle = _finish_statements(connection.dialect, tuple(values))
 
     def steps(execute) -> bool:
         ended = execute(finish, values).fetchone()
@@ -488,9 +487,9 @@ _SEARCH_OF_TRIAL = select(_trial.c.search_id).where(_trial.c.id == bindparam("tr
 
 
 @functools.cache
-def _finish_statements(dialect: Dialect) -> tuple:
-    """(finish, search of the trial, the settling statements) compiled for a dialect."""
-    names = ("trial_id_", "attempt_", "status_", "now", "updated_at", "error_", "plot_pending_")
+def _finish_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
+    """(finish, search of the trial, the settling statements) compiled for a dialect, the
+    first for the values' names."""
     settle = (
         PreparedStatement(_LOCK_SEARCH, dialect, ["search_id"]),
         PreparedStatement(_OPEN_TRIALS, dialect, ["search_id"]),
