@@ -181,11 +181,11 @@ def claim_trials(
     if limit <= 0:
         return []
     with session.get_bind().connect() as connection:
-        candidates, claim, start = _claim_statements(
-            connection.dialect, search_id is not None, limit * 4 + 16
-        )
+        dialect = connection.dialect
+        of_search = {} if search_id is None else {"search_id": search_id}
+        candidates = _candidates_statement(dialect, tuple(of_search), limit * 4 + 16)
         rows = _retried_on_cursor(
-            connection, lambda execute: execute(candidates, {"search_id": search_id}).fetchall()
+            connection, lambda execute: execute(candidates, of_search).fetchall()
         )
         claimed: list[tuple[int, int]] = []
         taken: dict[int, int] = {}
@@ -196,8 +196,9 @@ def claim_trials(
                 continue
             now = utcnow()  # the trial's updated_at too: its onupdate is SQLAlchemy's to run
             values = {"trial_id": trial_id, "now": now, "updated_at": now, "worker": worker}
+            claim, start = _claim_statements(dialect, tuple(values))
 
-            def steps(execute, values=values) -> int | None:
+            def steps(execute, values=values, claim=claim, start=start) -> int | None:
                 row = execute(claim, values).fetchone()
                 if row is None:  # no longer queued: another runner took it
                     return None
@@ -212,14 +213,16 @@ def claim_trials(
 
 
 @functools.cache
-def _claim_statements(dialect: Dialect, of_search: bool, limit: int) -> tuple:
-    """(candidates, claim, start search) compiled for a dialect."""
-    candidates = PreparedStatement(
-        _candidates(of_search, limit), dialect, ("search_id",) if of_search else ()
-    )
-    claim = PreparedStatement(_CLAIM, dialect, ("trial_id", "now", "updated_at", "worker"))
+def _candidates_statement(dialect: Dialect, names: tuple[str, ...], limit: int):
+    """The candidates' select compiled for a dialect: of one search if `names` holds its id."""
+    return PreparedStatement(_candidates(bool(names), limit), dialect, names)
+
+
+@functools.cache
+def _claim_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
+    """(claim, start its search) compiled for a dialect, the first for the values' names."""
     start = PreparedStatement(_START_SEARCH, dialect, ("search_id", "now"))
-    return candidates, claim, start
+    return PreparedStatement(_CLAIM, dialect, names), start
 
 
 # The runner's statements, built once (building them cost more than running them).
