@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
-from flask import Flask
+from lrsearch.search import forkserver_start
 
-from lrsearch import config, extensions
+# First, before Flask and the rest: `flask ... lrsearch run` starts the workers' fork server
+# now, to import their modules while this process imports its own (forkserver_start).
+forkserver_start.start_early(sys.argv)
+
+from pathlib import Path  # noqa: E402
+
+from flask import Flask  # noqa: E402
+
+from lrsearch import config, extensions  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

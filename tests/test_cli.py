@@ -255,3 +255,40 @@ def test_ctrl_c_once_the_ranking_is_out_stops_the_plots_and_exits(tmp_path):
         err = ctrl_c(process)
     assert "plots not drawn yet are drawn when first asked for" in err
     assert len(list(tmp_path.glob("logs/*/*/curves.png"))) < 40
+
+
+FORK_SERVER_AFTER_IMPORT = """
+import sys
+sys.argv = {argv!r}
+import lrsearch
+from multiprocessing import forkserver
+print(forkserver._forkserver._forkserver_pid is not None)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "started"),
+    [
+        (["flask", "--app", "app", "lrsearch", "run", "--dataset", "digits"], True),
+        (["/venv/lib/flask/__main__.py", "--app", "app", "lrsearch", "runner"], True),
+        (["flask", "--app", "app", "--debug", "lrsearch", "run", "--help"], True),
+        (["flask", "--app", "app", "lrsearch", "list"], False),
+        (["flask", "--app", "app", "lrsearch", "show", "run"], False),
+        (["flask", "--app", "app", "db", "upgrade"], False),
+        (["flask", "--app", "app", "lrsearch"], False),
+        (["gunicorn", "app:app"], False),
+    ],
+)
+def test_a_command_that_runs_workers_starts_their_fork_server_as_lrsearch_is_imported(
+    argv, started
+):
+    # ... before Flask and the app's modules, so that both imports run side by side.
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SERVER_AFTER_IMPORT.format(argv=argv)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(started)]

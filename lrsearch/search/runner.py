@@ -7,7 +7,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import site
 import threading
 import time
 from collections import deque
@@ -16,12 +15,12 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.worker import PRELOAD, draw_plots, run_trial, serve, worker_name
+from lrsearch.search.forkserver_start import one_blas_thread_in_children, prepare_fork_server
+from lrsearch.search.worker import draw_plots, run_trial, serve, worker_name
 
 log = logging.getLogger(__name__)
 PLOTS_PER_CHORE = 2  # plots an idle slot draws at a time: about 0.15 s, then it is free again
@@ -41,14 +40,13 @@ class ProcessSlots:
 
     def __init__(self, size: int, start_method: str = "forkserver"):
         # Children import NumPy afresh (no fork of this process): one BLAS thread from the start.
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        one_blas_thread_in_children()
         self.context = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             # The fork server imports the worker's modules once (1-2 s of CPU); each worker
             # is then a cheap fork of it instead of a fresh interpreter importing them again.
-            self.context.set_forkserver_preload(PRELOAD)
-            fork_server_finds_the_package()
+            # It starts with the first worker, unless the command line started it already.
+            prepare_fork_server()
         self.slots: list[_Worker | None] = [None] * size
         self.running: dict[Future, int] = {}  # future -> slot
         self._reader: threading.Thread | None = None
@@ -209,23 +207,6 @@ class _Worker:
             calls, self.calls = list(self.calls), deque()
         for future in calls:
             future.set_exception(BrokenProcessPool(reason))
-
-
-def fork_server_finds_the_package() -> None:
-    """Let the fork server import this package, whatever folder the runner was started in.
-
-    Before Python 3.12.8 and 3.13.1 the fork server ignores its parent's sys.path (CPython
-    gh-117378): started outside the checkout, e.g. `flask --app ~/lrsearch/app.py` from
-    another folder, it failed to import PRELOAD, silently, and each new worker paid the
-    imports and the loops' compilation in its first trial (0.45 s on digits, where a trial
-    takes 0.04 s). It does read PYTHONPATH, which it inherits from the runner's environment
-    (as would any process the runner started later); an installed package needs none of this.
-    """
-    root = str(Path(__file__).resolve().parents[2])
-    installed = {*site.getsitepackages(), site.getusersitepackages()}
-    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    if root not in installed and root not in paths:
-        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 class ExecutorSlots:

@@ -38,9 +38,6 @@ from lrsearch.training import EpochMetrics, load_dataset, train
 log = logging.getLogger(__name__)
 _blas_limit = None  # keeps threadpoolctl's limit alive for the life of the process
 
-# What the fork server imports once, so that every worker forked from it has it ready.
-PRELOAD = ["lrsearch.search.forkserver"]
-
 # How long a worker may run before the kernel switches to another ready one, when there
 # are more workers than cores: each switch costs the incoming worker its caches (several
 # MB of weights, gradients and Adam moments). 20 ms made 4 workers on 2 cores as quick as 2
@@ -161,7 +158,7 @@ def _exit_with(pid: int) -> None:
 def warm_up() -> None:
     """Import what a trial will need (plotting included) while the process is idle.
 
-    Workers forked from the fork server (see PRELOAD) have all of it already.
+    Workers forked from the fork server (see forkserver_start.PRELOAD) have all of it already.
     """
     import matplotlib.backends.backend_agg  # noqa: F401
     import matplotlib.figure  # noqa: F401
