@@ -257,6 +257,22 @@ def test_ctrl_c_once_the_ranking_is_out_stops_the_plots_and_exits(tmp_path):
     assert len(list(tmp_path.glob("logs/*/*/curves.png"))) < 40
 
 
+@pytest.mark.slow
+def test_ctrl_c_while_the_workers_modules_load_prints_no_traceback(tmp_path):
+    # Half a second in, the command imports the app and the fork server (started first)
+    # imports the workers' modules; both take longer than that.
+    with start_in_a_terminal_group(tmp_path, *DIGITS, "--trials", "2") as process:
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert process.returncode in (0, 1), err  # "Aborted!", or the search cancelled
+    deadline = time.monotonic() + 15
+    while process_group(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not process_group(process.pid)  # the fork server ends once its imports are done
+
+
 FORK_SERVER_AFTER_IMPORT = """
 import sys
 sys.argv = {argv!r}

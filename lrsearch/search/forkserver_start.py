@@ -1,6 +1,6 @@
 """Starting the fork server that worker processes fork from (runner.ProcessSlots).
 
-The fork server imports the workers' modules (see forkserver.py): 1.6-1.9 s of one core.
+The fork server imports the workers' modules (see forkserver.py): 1.6-2.1 s of one core.
 Started by the first worker, it began only after the command line had imported the app
 (0.9 s more, on the other core, idle while it waited), so a command that runs workers
 starts it at once, from `lrsearch/__init__.py`, before anything heavy is imported: the two
@@ -38,11 +38,28 @@ def prepare_fork_server() -> None:
 
 
 def start_fork_server() -> None:
-    """Start the fork server now, if it is not running; its imports go on in the background."""
+    """Start the fork server now, if it is not running; its imports go on in the background.
+
+    It starts with Ctrl-C ignored, as it ignores it anyway once its imports are done: a
+    Ctrl-C during them (the first 2 s of a command-line search) printed their
+    KeyboardInterrupt traceback beside the command's own message. The workers forked from it
+    ignore Ctrl-C too (worker.init_worker); the runner stops them.
+    """
+    import signal
+    import threading
     from multiprocessing import forkserver
 
     prepare_fork_server()
-    forkserver.ensure_running()
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()  # only the main thread may change a signal's handling
+        return
+    # Ignored here, then restored, so that the new process inherits "ignored" through its
+    # exec (a Ctrl-C in these few milliseconds is lost).
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def start_early(argv: Sequence[str]) -> bool:

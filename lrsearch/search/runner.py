@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from sqlalchemy.orm import Session
 
 from lrsearch.search import store
-from lrsearch.search.forkserver_start import one_blas_thread_in_children, prepare_fork_server
+from lrsearch.search.forkserver_start import one_blas_thread_in_children, start_fork_server
 from lrsearch.search.worker import draw_plots, run_trial, serve, worker_name
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ class ProcessSlots:
         if start_method == "forkserver":
             # The fork server imports the worker's modules once (1-2 s of CPU); each worker
             # is then a cheap fork of it instead of a fresh interpreter importing them again.
-            # It starts with the first worker, unless the command line started it already.
-            prepare_fork_server()
+            # Started now, unless the command line started it already (forkserver_start).
+            start_fork_server()
         self.slots: list[_Worker | None] = [None] * size
         self.running: dict[Future, int] = {}  # future -> slot
         self._reader: threading.Thread | None = None
