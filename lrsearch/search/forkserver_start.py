@@ -50,8 +50,11 @@ def start_fork_server() -> None:
     from multiprocessing import forkserver
 
     prepare_fork_server()
-    if threading.current_thread() is not threading.main_thread():
-        forkserver.ensure_running()  # only the main thread may change a signal's handling
+    if (
+        threading.current_thread() is not threading.main_thread()  # may not change it
+        or signal.getsignal(signal.SIGINT) is None  # a handler set outside Python: kept
+    ):
+        forkserver.ensure_running()
         return
     # Ignored here, then restored, so that the new process inherits "ignored" through its
     # exec (a Ctrl-C in these few milliseconds is lost).
