@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import os
 import platform
 import sys
@@ -16,12 +15,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lrsearch import create_app  # noqa: E402
 from lrsearch.artifacts import datasets_root  # noqa: E402
 from lrsearch.cli import runner_settings  # noqa: E402
+from lrsearch.execution.local import ProcessSlots  # noqa: E402
+from lrsearch.execution.process import warm_up  # noqa: E402
 from lrsearch.extensions import db  # noqa: E402
 from lrsearch.models import Search  # noqa: E402
-from lrsearch.search import store  # noqa: E402
-from lrsearch.search.runner import ProcessSlots, Runner  # noqa: E402
-from lrsearch.search.spec import parse_spec  # noqa: E402
-from lrsearch.search.worker import warm_up  # noqa: E402
+from lrsearch.search.runner import Runner  # noqa: E402
+from lrsearch.search.sampler import create_search  # noqa: E402
+from lrsearch.settings import parse_spec  # noqa: E402
 from lrsearch.training.datasets import clear_dataset_cache, load_dataset  # noqa: E402
 
 
@@ -71,10 +71,10 @@ def run_search(
     """
     spec = parse_spec({**settings, "workers": workers}, app.config)
     started = time.perf_counter()
-    search = store.create_search(db.session, spec)
-    keep = slots is not None
+    search = create_search(db.session, spec)
+    kept = slots is not None
     runner = Runner(
-        runner_settings(app), slots or ProcessSlots(workers), search.id, keep_slots=keep
+        runner_settings(app), KeptSlots(slots) if kept else ProcessSlots(workers), search.id
     )
     ended = []
     runner.run(until_done=True, on_end=lambda: ended.append(time.perf_counter() - started))
@@ -83,43 +83,23 @@ def run_search(
     return ended[0], returned, db.session.get(Search, search.id)
 
 
-def worker_time(search: Search) -> dict[str, float]:
-    """Where the workers' wall time went, in seconds per worker, from the search's records.
+class KeptSlots:
+    """Slots that outlive the runner that used them, as the server's pool outlives a search:
+    its shutdown stops the workers only if it leaves calls unfinished."""
 
-    - training: its epochs, as the trainer timed them (validation included);
-    - in trials: the rest of its trials, from the start of each to its end (data set,
-      database, log.txt, the plot);
-    - before: from the search's creation to its first trial's start (claim, process start);
-    - between: from the end of one of its trials to the start of its next;
-    - at the end: from its last trial's end to the search's last trial's end.
-    Per worker they add up to the search's wall time, creation to last end.
-    """
-    by_worker = trials_by_worker(search)
-    end = max(t.finished_at for t in search.trials)
-    totals = dict.fromkeys(("training", "in trials", "before", "between", "at the end"), 0.0)
-    for trials in by_worker.values():
-        training = sum(t.seconds for t in trials)
-        totals["training"] += training
-        totals["in trials"] += sum(_seconds(t.started_at, t.finished_at) for t in trials)
-        totals["in trials"] -= training
-        totals["before"] += _seconds(search.created_at, trials[0].started_at)
-        totals["between"] += sum(
-            _seconds(a.finished_at, b.started_at) for a, b in itertools.pairwise(trials)
-        )
-        totals["at the end"] += _seconds(trials[-1].finished_at, end)
-    return {key: total / len(by_worker) for key, total in totals.items()}
+    def __init__(self, slots: ProcessSlots):
+        self.slots = slots
 
+    def __getattr__(self, name: str):
+        return getattr(self.slots, name)
 
-def trials_by_worker(search: Search) -> dict[str, list]:
-    """The search's trials per worker (host:pid of its last attempt), each in start order."""
-    by_worker: dict[str, list] = {}
-    for trial in sorted(search.trials, key=lambda t: t.started_at):
-        by_worker.setdefault(trial.worker, []).append(trial)
-    return by_worker
+    @property
+    def capacity(self) -> int:
+        return self.slots.capacity
 
-
-def _seconds(start, end) -> float:
-    return (end - start).total_seconds()
+    def shutdown(self) -> None:
+        if self.slots.running:
+            self.slots.shutdown()
 
 
 def start_fork_server() -> float:

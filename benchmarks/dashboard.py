@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 
 from common import machine
-from serve import CHROMIUM, CHROMIUM_ARGS, server
 
 from lrsearch import artifacts
+from lrsearch.testing import CHROMIUM, CHROMIUM_ARGS, server
 
 EPOCHS = 30
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,8 @@ import threading
 import time
 
 from common import machine
-from serve import request, server
+
+from lrsearch.testing import request, server
 
 SEARCH = {"dataset": "digits", "layers": [64, 128, 10], "trials": 40, "epochs": 50, "workers": 2}
 

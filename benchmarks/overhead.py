@@ -36,9 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import bench_app, machine, run_search, start_fork_server, worker_time
+from common import bench_app, machine, run_search, start_fork_server
 
-from lrsearch.search.runner import ProcessSlots
+from lrsearch.execution.local import ProcessSlots
+from lrsearch.testing import worker_time
 
 WORKLOADS = {
     "mnist-shaped": {

@@ -42,12 +42,11 @@ from common import (
     run_search,
     shared_datasets,
     start_fork_server,
-    trials_by_worker,
-    worker_time,
 )
 
-from lrsearch.search.runner import ProcessSlots
-from lrsearch.training import Trainer
+from lrsearch.execution.local import ProcessSlots
+from lrsearch.testing import trials_by_worker, worker_time
+from lrsearch.training import Hyperparameters, Trainer
 from lrsearch.training.datasets import load_dataset
 
 MNIST_SHAPED = {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10", "epochs": 2}
@@ -124,7 +123,7 @@ def bare_trainer(datasets: str, barrier, epochs: int) -> float:
     """In a worker: one warm-up epoch, wait for the others, then median s/epoch of `epochs`."""
     data = load_dataset(MNIST_SHAPED["dataset"], datasets, seed=0)
     layers = [int(size) for size in MNIST_SHAPED["layers"].split(",")]
-    trainer = Trainer(data, layers, 1e-3, seed=0)
+    trainer = Trainer(data, Hyperparameters(layers), 1e-3, seed=0)
     trainer.train_epoch()
     barrier.wait()
     seconds = []
@@ -173,7 +172,7 @@ def table(rows: list) -> None:
     `s/epoch` is the trainer's own time per epoch: when it grows with the worker count the
     cores slow each other down (shared caches, memory bandwidth, clock) or, beyond the core
     count, take turns; `busy` is the share of the workers' wall time spent training, the
-    rest being the pool's overhead, which the last four columns place (common.worker_time,
+    rest being the pool's overhead, which the last four columns place (testing.worker_time,
     seconds per worker): before its first trial (claim, process start), in its trials but not
     in epochs (data set, database, log.txt, plot), between its trials, and idle at the end
     while the last trials finish.

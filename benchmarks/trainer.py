@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lrsearch.training import Trainer, kernels  # noqa: E402
+from lrsearch.training import Hyperparameters, Trainer, kernels  # noqa: E402
 from lrsearch.training import trainer as trainer_module  # noqa: E402
 from lrsearch.training.datasets import make_synthetic  # noqa: E402
 
@@ -103,7 +103,7 @@ def time_in_turns(contenders: dict[str, Callable[[], object]], rounds: int) -> d
 
 def lrsearch_epoch(data) -> Callable[[], object]:
     """lrsearch's Trainer: one training epoch per call."""
-    return Trainer(data, LAYERS, LR, batch_size=BATCH, seed=0).train_epoch
+    return Trainer(data, Hyperparameters(LAYERS, batch_size=BATCH), LR, seed=0).train_epoch
 
 
 def patched(run_epoch: Callable[[], object], patch: Callable[[], object]) -> Callable[[], object]:
@@ -201,7 +201,7 @@ def run(n: int, epochs: int, with_sklearn: bool, with_torch: bool) -> None:
     sgemm, sgemm_flops = sgemm_reps(2048, 2048, 2048)
     results = time_in_turns({**contenders, PEAK: lambda: [sgemm() for _ in range(3)]}, epochs)
     peak_in_rounds = 3 * sgemm_flops / results.pop(PEAK)["seconds"] / 1e9
-    validation = Trainer(data, LAYERS, LR, batch_size=BATCH, seed=0).evaluate
+    validation = Trainer(data, Hyperparameters(LAYERS, batch_size=BATCH), LR, seed=0).evaluate
     val_seconds = time_in_turns({"validation": validation}, epochs)["validation"]["seconds"]
     flops = matmul_flops_per_epoch(n)
     mine = results[ours]
@@ -250,8 +250,10 @@ def high_rates(data, epochs: int) -> None:
     print("| lr | flushed s/epoch | kept s/epoch | kept / flushed |")
     print("| --- | ---: | ---: | ---: |")
     for lr in HIGH_RATES:
-        flushed = Trainer(data, LAYERS, lr, batch_size=BATCH, seed=0).train_epoch
-        kept = subnormals_kept(Trainer(data, LAYERS, lr, batch_size=BATCH, seed=0).train_epoch)
+        flushed = Trainer(data, Hyperparameters(LAYERS, batch_size=BATCH), lr, seed=0).train_epoch
+        kept = subnormals_kept(
+            Trainer(data, Hyperparameters(LAYERS, batch_size=BATCH), lr, seed=0).train_epoch
+        )
         seconds = time_in_turns({"flushed": flushed, "kept": kept}, epochs)
         a, b = seconds["flushed"]["seconds"], seconds["kept"]["seconds"]
         print(f"| {lr:g} | {a:.3f} | {b:.3f} | {b / a:.2f} |")

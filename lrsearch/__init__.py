@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
-from lrsearch.search import forkserver_start
-
-# First, before Flask and the rest: `flask ... lrsearch run` starts the workers' fork server
-# now, to import their modules while this process imports its own (forkserver_start).
-forkserver_start.start_early(sys.argv)
-
-from pathlib import Path  # noqa: E402
-
-from flask import Flask  # noqa: E402
-
-from lrsearch import config, extensions  # noqa: E402
+from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create and configure the dashboard."""
+    # Imported here, not above: app.py starts the workers' fork server after importing this
+    # package and before these imports (see execution/forkserver.py).
+    from lrsearch import cli, config, extensions, web
+
     app = Flask(
         __name__,
         instance_relative_config=True,
@@ -35,9 +29,6 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.update(test_config)
     config.resolve(app)
     extensions.init_app(app)
-
-    from lrsearch import cli, web
-
     web.init_app(app)
     cli.init_app(app)
     return app

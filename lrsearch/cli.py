@@ -9,14 +9,23 @@ import time
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
-from sqlalchemy import func, select
 
+from lrsearch import artifacts, store
+from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
-from lrsearch.models import Search, Trial
-from lrsearch.search import plots, ranking, store
-from lrsearch.search.runner import ProcessSlots, Runner, RunnerSettings
-from lrsearch.search.sampler import format_lr
-from lrsearch.search.spec import MAX_INTEGER, SearchSpec, SpecError, parse_spec
+from lrsearch.models import Search
+from lrsearch.search import ranking
+from lrsearch.search.runner import Runner, RunnerSettings
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import (
+    MAX_INTEGER,
+    PUBLIC_SETTINGS,
+    SearchSpec,
+    SpecError,
+    format_lr,
+    parse_spec,
+)
+from lrsearch.store import reads
 
 group = AppGroup("lrsearch", help="Learning-rate search from the command line.")
 
@@ -58,29 +67,18 @@ def runner_settings(app: Flask) -> RunnerSettings:
     )
 
 
-SPEC_OPTIONS = [
-    ("--dataset", "dataset", "digits, mnist, synthetic or synthetic:NxDxK"),
-    ("--layers", "layers", "layer sizes, input first, e.g. 64,128,10"),
-    ("--lr-min", "lr_min", "smallest learning rate"),
-    ("--lr-max", "lr_max", "largest learning rate"),
-    ("--trials", "trials", "number of learning rates"),
-    ("--epochs", "epochs", "epochs per trial"),
-    ("--batch-size", "batch_size", "minibatch size"),
-    ("--beta1", "beta1", "Adam beta1"),
-    ("--beta2", "beta2", "Adam beta2"),
-    ("--workers", "workers", "worker processes (default: LRSEARCH_WORKERS)"),
-    ("--seed", "seed", "seed of the rates and of every trial"),
-    ("--sampler", "sampler", "random (log-uniform) or grid (log-spaced)"),
-    ("--name", "name", "a name for the search"),
-]
 DEFAULTS = SearchSpec().as_dict()
+# Settings whose default the command line takes from elsewhere (workers: LRSEARCH_WORKERS).
+NO_DEFAULT_SHOWN = ("workers", "name")
 
 
 def spec_options(command):
-    """Add one text option per search setting; parse_spec checks them all at once."""
-    for flag, field, text in reversed(SPEC_OPTIONS):
-        shown = "" if field in ("workers", "name") else f" [default: {_shown(DEFAULTS[field])}]"
-        command = click.option(flag, field, default=None, help=text + shown)(command)
+    """Add one text option per public setting; parse_spec checks them all at once."""
+    for setting in reversed(PUBLIC_SETTINGS):
+        default = DEFAULTS[setting.name]
+        shown = "" if setting.name in NO_DEFAULT_SHOWN else f" [default: {_shown(default)}]"
+        help_text = setting.help + shown
+        command = click.option(setting.flag, setting.name, default=None, help=help_text)(command)
     return command
 
 
@@ -97,10 +95,10 @@ def run_command(**options: str | None) -> None:
     try:
         spec = parse_spec(raw, current_app.config)
     except SpecError as exc:
-        flag = {f: o for o, f, _ in SPEC_OPTIONS}
+        flag = {s.name: s.flag for s in PUBLIC_SETTINGS}
         fail_usage("; ".join(f"{flag.get(k, k)}: {v}" for k, v in exc.errors.items()))
     ensure_schema()
-    search = store.create_search(db.session, spec)
+    search = create_search(db.session, spec)
     click.echo(
         f"search {search.id}: {spec.trials} rates in [{format_lr(spec.lr_min)}, "
         f"{format_lr(spec.lr_max)}] on {spec.dataset}, {spec.workers} workers",
@@ -144,8 +142,8 @@ def run_command(**options: str | None) -> None:
         # The workers drew every plot; one whose drawing failed is tried again here: the
         # log folder is for people.
         db.session.expire_all()
-        for trial in db.session.get(Search, search.id).trials:
-            plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+        for trial in reads.trials_of(db.session, search.id):
+            artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     if not reported:
         report()
 
@@ -162,11 +160,7 @@ class Progress:
         if not final and now - self.last < 0.5:
             return
         self.last = now
-        done = db.session.execute(
-            select(func.coalesce(func.sum(Trial.epochs_done), 0)).where(
-                Trial.search_id == self.search_id
-            )
-        ).scalar_one()
+        done = reads.epochs_done(db.session, self.search_id)
         db.session.rollback()
         share = min(done / self.planned, 1.0) if self.planned else 1.0
         bar = "#" * int(share * 30)
@@ -192,7 +186,8 @@ def print_search(search: Search) -> None:
         f"{'rank':>4}  {'lr':>9}  {'best val acc':>12} {'(epoch)':>7}  "
         f"{'final val acc':>13}  {'train-val gap':>13}  status"
     )
-    for rank, trial in enumerate(ranking.rank_by_accuracy(search.trials), 1):
+    trials = reads.trials_of(db.session, search.id)
+    for rank, trial in enumerate(ranking.rank_by_accuracy(trials), 1):
         gap = ranking.gap(trial)
         click.echo(
             f"{rank:>4}  {format_lr(trial.lr):>9}  {_num(trial.best_val_acc):>12} "
@@ -200,7 +195,7 @@ def print_search(search: Search) -> None:
             f"{_num(trial.final_val_acc):>13}  {_num(gap, signed=True):>13}  "
             f"{trial.status}{': ' + trial.error if trial.error else ''}"
         )
-    by_id = {t.id: t for t in search.trials}
+    by_id = {t.id: t for t in trials}
     best = by_id.get(ranking.best_trial_id(db.session, search.id))
     healthy = by_id.get(ranking.healthiest_trial_id(db.session, search.id))
     if best:
@@ -226,15 +221,12 @@ def _num(value: float | None, signed: bool = False) -> str:
 def list_command() -> None:
     """List the stored searches."""
     ensure_schema()
-    searches = db.session.execute(db.select(Search).order_by(Search.id)).scalars()
+    listings = ranking.list_searches(db.session, newest_first=False)
     click.echo(
         f"{'id':>4}  {'status':<10} {'dataset':<12} {'trials':>6} {'epochs':>6}  "
         f"{'best lr':>9}  {'best val acc':>12}  created"
     )
-    for s in searches:
-        best = db.session.execute(
-            ranking.best_trial_query(s.id, Trial.lr, Trial.best_val_acc)
-        ).first()
+    for s, best in ((x.search, x.best) for x in listings):
         click.echo(
             f"{s.id:>4}  {s.status:<10} {s.dataset[:12]:<12} {s.n_trials:>6} "
             f"{s.epochs:>6}  {format_lr(best.lr) if best else '-':>9}  "
@@ -260,7 +252,7 @@ def runner_command() -> None:
     """Run queued trials of every search until stopped (the server starts one)."""
     ensure_schema()
     app = current_app._get_current_object()
-    slots = ProcessSlots(app.config["WORKERS"])
+    slots = ProcessSlots(app.config["WORKERS"])  # starts the fork server unless app.py did
     slots.start()
     runner = Runner(runner_settings(app), slots)
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -43,7 +43,7 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 def init_app(app: Flask) -> None:
     """Bind the extensions to the app."""
-    from flask_migrate import Migrate  # alembic: 0.3 s that worker processes never need
+    from flask_migrate import Migrate  # alembic: a slow import that workers never need
 
     db.init_app(app)
     Migrate().init_app(app, db, directory=str(app.config["MIGRATIONS_DIR"]), render_as_batch=True)

@@ -19,11 +19,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lrsearch.extensions import db
+from lrsearch.settings import SETTINGS, SearchSpec
 
 # Trial states. A trial whose runner died is re-queued at once, its `interruptions` counted and
-# its epochs kept under their attempt; `interrupted` stays reserved, like `pruned`.
+# its epochs kept under their attempt; `pruned` is reserved for schedulers.
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
-DIVERGED, CANCELLED, INTERRUPTED, PRUNED = "diverged", "cancelled", "interrupted", "pruned"
+DIVERGED, CANCELLED, PRUNED = "diverged", "cancelled", "pruned"
 TRIAL_FINAL = (COMPLETED, FAILED, DIVERGED, CANCELLED, PRUNED)
 # Search states: queued -> running -> completed | cancelled.
 SEARCH_FINAL = (COMPLETED, CANCELLED)
@@ -71,24 +72,21 @@ class Search(db.Model):
     def layers(self, value: list[int]) -> None:
         self.layers_json = json.dumps([int(v) for v in value])
 
+    @classmethod
+    def from_spec(cls, spec: SearchSpec, **values: object) -> Search:
+        """A new search holding the spec's settings (and any other columns' values)."""
+        search = cls(**values)
+        for setting in SETTINGS:
+            setattr(search, setting.column, getattr(spec, setting.name))
+        return search
+
+    def spec(self) -> SearchSpec:
+        """The settings that define this search."""
+        return SearchSpec(**{s.name: getattr(self, s.column) for s in SETTINGS})
+
     def config(self) -> dict[str, object]:
-        """The settings that define this search, as given."""
-        return {
-            "name": self.name,
-            "dataset": self.dataset,
-            "layers": self.layers,
-            "lr_min": self.lr_min,
-            "lr_max": self.lr_max,
-            "sampler": self.sampler,
-            "trials": self.n_trials,
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "beta1": self.beta1,
-            "beta2": self.beta2,
-            "eps": self.eps,
-            "workers": self.workers,
-            "seed": self.seed,
-        }
+        """The settings that define this search, as given, by name."""
+        return {s.name: getattr(self, s.column) for s in SETTINGS}
 
 
 class Trial(db.Model):
@@ -132,13 +130,6 @@ class Trial(db.Model):
 
     search: Mapped[Search] = relationship(back_populates="trials")
 
-    @property
-    def gap(self) -> float | None:
-        """Final train accuracy minus final validation accuracy (overfitting)."""
-        if self.final_acc_train is None or self.final_val_acc is None:
-            return None
-        return self.final_acc_train - self.final_val_acc
-
 
 class Epoch(db.Model):
     """One finished epoch of one attempt of a trial."""
@@ -148,8 +139,8 @@ class Epoch(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Its own index too, though the unique one above starts with it: SQLite ends this one
     # with the row id, so that a page's poll ranges over each trial's newest epochs by id.
-    # Without it, an epoch's write took 65 µs against 73, but a poll at 5,000 trials 23 ms
-    # against 12 (benchmarks/README.md, eighth session).
+    # Without it an epoch's write is a little cheaper, but a poll of a large search about
+    # twice as slow (benchmarks/dashboard.py).
     trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     epoch: Mapped[int] = mapped_column(Integer)

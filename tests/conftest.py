@@ -14,12 +14,12 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from benchmarks.serve import CHROMIUM
 from lrsearch import create_app
 from lrsearch.extensions import db
 from lrsearch.models import COMPLETED, DIVERGED, Epoch, Search
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
+from lrsearch.testing import CHROMIUM
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -74,7 +74,7 @@ def make_search(app) -> Callable[..., Search]:
     """Store a finished search with synthetic curves (no training), for pages and API."""
 
     def make(trials: int = 4, epochs: int = 5, diverge: int | None = None, **spec) -> Search:
-        search = store.create_search(db.session, SearchSpec(trials=trials, epochs=epochs, **spec))
+        search = create_search(db.session, SearchSpec(trials=trials, epochs=epochs, **spec))
         for trial in search.trials:
             steps = epochs if trial.index != diverge else max(epochs // 2, 1)
             history = []

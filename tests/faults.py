@@ -1,4 +1,5 @@
-"""Helpers for tests that break things: a runner in a thread, waiting on the database."""
+"""Helpers for tests that break things: a runner in a thread, sessions racing for claims,
+waiting on the database, and what a worker process finds or does."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import time
 from collections.abc import Callable
 
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, update
+from sqlalchemy.orm import Session
 
+from lrsearch import store
 from lrsearch.cli import runner_settings
+from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
-from lrsearch.models import Search, Trial
-from lrsearch.search.runner import ProcessSlots, Runner
+from lrsearch.models import COMPLETED, Search, Trial
+from lrsearch.search.runner import Runner
 
 
 class RunnerThread:
@@ -60,6 +64,52 @@ def search_status(search_id: int) -> str:
     return db.session.get(Search, search_id, populate_existing=True).status
 
 
+def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
+    """Several sessions claim from one queue at once; every claimed trial id, in order."""
+
+    def claim(session: Session) -> list[int]:
+        return [t for t, _ in store.claim_trials(session, 1, search_id=search_id, worker="t")]
+
+    return take_at_once(database_url, claim, claimers)
+
+
+def take_plots_race(database_url: str, search_id: int, takers: int = 4) -> list[int]:
+    """Several sessions take left-over plots of one search at once; every trial id taken."""
+    return take_at_once(database_url, lambda s: store.take_pending_plots(s, 2, search_id), takers)
+
+
+def take_at_once(database_url: str, take, racers: int) -> list[int]:
+    """Sessions in threads call take(session) at once until it returns nothing; all taken."""
+    claimed: list[int] = []
+    barrier = threading.Barrier(racers)
+    engine = create_engine(database_url)
+
+    def racer() -> None:
+        with Session(engine) as session:
+            barrier.wait()
+            while got := take(session):
+                claimed.extend(got)
+
+    threads = [threading.Thread(target=racer) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    engine.dispose()
+    return claimed
+
+
+def left_over_plots(search_id: int) -> list[int]:
+    """Mark every trial of a search completed, its plot left for later; their ids."""
+    db.session.execute(
+        update(Trial)
+        .where(Trial.search_id == search_id)
+        .values(status=COMPLETED, epochs_done=1, plot_pending=True)
+    )
+    db.session.commit()
+    return [t.id for t in trials(search_id)]
+
+
 def worker_pid(trial: Trial) -> int:
     """The pid of the process running the trial's current attempt (host:pid)."""
     return int(trial.worker.rsplit(":", 1)[1])
@@ -100,7 +150,6 @@ def write_epochs(database_url: str, trial_id: int, epochs: int) -> int:
 
     It writes as a worker does, on one connection held for the trial.
     """
-    from lrsearch.search import store
     from lrsearch.training import EpochMetrics
 
     engine = store.process_engine(database_url)

@@ -11,8 +11,10 @@ from sqlalchemy import func, select
 from lrsearch import artifacts
 from lrsearch.extensions import db
 from lrsearch.models import CANCELLED, QUEUED, RUNNING, Epoch, Search, utcnow
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search import ranking
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
+from lrsearch.store import reads
 from lrsearch.web import serialize
 
 GOOD = {
@@ -42,7 +44,7 @@ def count_searches() -> int:
 
 
 def queued_search(trials: int = 2, epochs: int = 2) -> Search:
-    return store.create_search(db.session, SearchSpec(trials=trials, epochs=epochs))
+    return create_search(db.session, SearchSpec(trials=trials, epochs=epochs))
 
 
 # ---- POST /api/searches ---------------------------------------------------------------
@@ -238,7 +240,8 @@ def test_epochs_of_chosen_trials_come_in_pages(app, make_search):
     chosen = [search.trials[0].id, search.trials[2].id]
     after, rows, pages = 0, set(), 0
     while True:
-        body = serialize.epochs_after(search.id, after, limit=4, trial_ids=chosen)
+        found = reads.epochs_after(db.session, search.id, after, limit=4, trial_ids=chosen)
+        body = serialize.epochs(found, after)
         rows |= epoch_rows(body)
         after, pages = body["last_id"], pages + 1
         if body["complete"]:
@@ -447,3 +450,27 @@ def test_the_ranking_answers_come_from_the_database_rules(app, client, make_sear
     assert body["healthiest_trial_id"] == b.id
     poll = client.get(f"/api/searches/{search.id}/poll").get_json()
     assert (poll["best_trial_id"], poll["healthiest_trial_id"]) == (a.id, b.id)
+
+
+def test_each_trial_carries_its_place_in_the_ranking_and_the_window_comes_along(
+    client, make_search
+):
+    """The page orders by the server's keys; it re-implements neither the rule nor the window."""
+    search = make_search(trials=5, epochs=3, diverge=0)
+    a, b, c, d, e = search.trials
+    b.best_val_acc = c.best_val_acc  # a tie: the lower rate first
+    d.status = "failed"
+    e.status = "running"
+    db.session.commit()
+    body = client.get(f"/api/searches/{search.id}").get_json()
+    assert body["healthy_within"] == 0.05
+    keys = {t["id"]: t["rank_key"] for t in body["trials"]}
+    ordered = [t for t in sorted(keys, key=lambda i: keys[i])]
+    expected = ranking.rank_by_accuracy(search.trials)
+    assert ordered == [t.id for t in expected]
+    assert ordered[-2:] == sorted([a.id, d.id], key=lambda i: keys[i])  # diverged, failed last
+    tied = sorted([b, c], key=lambda t: t.lr)
+    assert ordered.index(tied[0].id) < ordered.index(tied[1].id)
+    poll = client.get(f"/api/searches/{search.id}/poll").get_json()
+    assert poll["healthy_within"] == 0.05
+    assert {t["id"]: t["rank_key"] for t in poll["trials"]} == keys

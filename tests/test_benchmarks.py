@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from lrsearch.testing import worker_time
+
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.slow
@@ -65,10 +67,7 @@ def test_pool_scaling_prints_the_bare_trainers_ceiling():
     assert all(float(row[3]) >= float(row[1]) > 0 for row in rows)  # slowest >= median
 
 
-def test_worker_time_places_every_second_of_each_worker(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    from common import worker_time
-
+def test_worker_time_places_every_second_of_each_worker():
     t0 = datetime(2026, 1, 1)
 
     def trial(worker: str, start: float, end: float, seconds: float):

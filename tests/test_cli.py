@@ -209,7 +209,7 @@ def test_ctrl_c_while_the_ranking_is_printed_lets_it_finish_once(cli, monkeypatc
 
 @pytest.mark.slow
 def test_ctrl_c_in_the_runners_database_work_cancels_the_search(cli, monkeypatch):
-    from lrsearch.search import store
+    from lrsearch import store
 
     claim, calls = store.claim_trials, []
 
@@ -280,10 +280,23 @@ def test_ctrl_c_while_the_workers_modules_load_prints_no_traceback(tmp_path):
 FORK_SERVER_AFTER_IMPORT = """
 import sys
 sys.argv = {argv!r}
-import lrsearch
+import {module}
 from multiprocessing import forkserver
 print(forkserver._forkserver._forkserver_pid is not None)
 """
+
+
+def fork_server_started_by_import(module: str, argv: list[str]) -> bool:
+    """Whether importing `module` in a fresh interpreter with this argv starts a fork server."""
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_SERVER_AFTER_IMPORT.format(argv=argv, module=module)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split() == ["True"]
 
 
 @pytest.mark.parametrize(
@@ -299,16 +312,11 @@ print(forkserver._forkserver._forkserver_pid is not None)
         (["gunicorn", "app:app"], False),
     ],
 )
-def test_a_command_that_runs_workers_starts_their_fork_server_as_lrsearch_is_imported(
-    argv, started
-):
-    # ... before Flask and the app's modules, so that both imports run side by side.
-    done = subprocess.run(
-        [sys.executable, "-c", FORK_SERVER_AFTER_IMPORT.format(argv=argv)],
-        cwd=Path(__file__).resolve().parent.parent,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(started)]
+def test_a_command_that_runs_workers_starts_their_fork_server_as_its_app_is_imported(argv, started):
+    # ... by app.py, before the app's modules, so that both imports run side by side.
+    assert fork_server_started_by_import("app", argv) is started
+
+
+def test_importing_the_package_starts_nothing():
+    run = ["flask", "--app", "app", "lrsearch", "run", "--dataset", "digits"]
+    assert not fork_server_started_by_import("lrsearch", run)

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 
+from lrsearch import store
 from lrsearch.extensions import db
 from lrsearch.models import RUNNING, Epoch, Trial
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
 from tests.faults import write_epochs
 
 WRITERS, EPOCHS = 8, 650  # 5,200 rows
@@ -23,9 +24,7 @@ WRITERS, EPOCHS = 8, 650  # 5,200 rows
 
 @pytest.mark.slow
 def test_eight_writers_lose_and_duplicate_nothing_while_the_api_is_polled(app, client):
-    search = store.create_search(
-        db.session, SearchSpec(trials=WRITERS, epochs=EPOCHS, workers=WRITERS)
-    )
+    search = create_search(db.session, SearchSpec(trials=WRITERS, epochs=EPOCHS, workers=WRITERS))
     db.session.execute(update(Trial).values(status=RUNNING, attempt=1))
     db.session.commit()
     # Read now: the poller thread must not touch this session's objects.
@@ -81,7 +80,7 @@ def test_a_failed_commit_is_rolled_back_before_the_retry(app):
         calls.append("rollback")
         real_rollback()
 
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=1))
     with (
         mock.patch.object(session, "commit", flaky_commit),
         mock.patch.object(session, "rollback", rollback),

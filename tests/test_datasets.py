@@ -15,6 +15,7 @@ from lrsearch.training import (
     DATASETS,
     DatasetError,
     DatasetNotFound,
+    Hyperparameters,
     clear_dataset_cache,
     dataset_shape,
     load_dataset,
@@ -177,7 +178,9 @@ def test_synthetic_data_is_generated_once_then_mapped_from_disk(tmp_path: Path) 
     for name in ("x_train", "y_train", "x_val", "y_val"):
         np.testing.assert_array_equal(getattr(mapped, name), getattr(first, name))
     assert mapped.n_classes == 3 and mapped.name == first.name
-    result = train(mapped, [12, 8, 3], 1e-2, epochs=2)  # the trainer takes mapped arrays
+    result = train(
+        mapped, Hyperparameters([12, 8, 3], epochs=2), 1e-2
+    )  # the trainer takes mapped arrays
     assert result.status == "completed"
 
 
@@ -190,7 +193,7 @@ def test_an_unwritable_cache_folder_still_gives_the_data(tmp_path: Path) -> None
 
 def test_synthetic_is_learnable_but_not_trivial() -> None:
     data = load_dataset("synthetic:3000x20x5", ".")
-    result = train(data, [20, 32, 5], 1e-3, epochs=10)
+    result = train(data, Hyperparameters([20, 32, 5], epochs=10), 1e-3)
     assert 0.6 <= result.history[-1].acc_val < 0.995  # chance is 0.2
 
 

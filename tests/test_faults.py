@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from lrsearch import ROOT, artifacts
+from lrsearch import ROOT, artifacts, store
 from lrsearch.extensions import db
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, FAILED, QUEUED, RUNNING, Epoch
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
 from tests.faults import (
     RunnerThread,
     children_of,
@@ -47,7 +47,7 @@ def epoch_rows(search_id: int) -> list[tuple[int, int, int]]:
 
 @pytest.mark.slow
 def test_a_killed_worker_requeues_its_trial_once_then_fails_it(app):
-    search = store.create_search(db.session, SearchSpec(trials=3, workers=2, **LONG))
+    search = create_search(db.session, SearchSpec(trials=3, workers=2, **LONG))
     sid = search.id
     with RunnerThread(app, workers=2, search_id=sid):
         victim = wait_for(lambda: next((t for t in trials(sid) if started(t)), None))
@@ -94,7 +94,7 @@ def runner_process(app, **env) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_a_killed_runner_loses_nothing_and_leaves_no_orphans(app):
-    search = store.create_search(db.session, SearchSpec(trials=4, workers=2, **LONG))
+    search = create_search(db.session, SearchSpec(trials=4, workers=2, **LONG))
     sid = search.id
     runner = runner_process(app)
     try:
@@ -134,7 +134,7 @@ def test_a_killed_runner_loses_nothing_and_leaves_no_orphans(app):
 
 @pytest.mark.slow
 def test_a_stopped_runner_stops_its_workers_and_requeues_their_trials(app):
-    search = store.create_search(db.session, SearchSpec(trials=2, workers=2, **LONG))
+    search = create_search(db.session, SearchSpec(trials=2, workers=2, **LONG))
     runner = runner_process(app)
     wait_for(lambda: sum(started(t) for t in trials(search.id)) == 2)
     workers = children_of(runner.pid)
@@ -161,7 +161,7 @@ def corrupt_mnist(data_dir: str) -> Path:
 @pytest.mark.slow
 def test_a_trial_that_crashes_every_time_fails_after_the_retry_limit(app, client):
     corrupt_mnist(app.config["DATA_DIR"])
-    search = store.create_search(
+    search = create_search(
         db.session, SearchSpec(dataset="mnist", layers=[784, 16, 10], trials=2, epochs=2, workers=2)
     )
     with RunnerThread(app, workers=2, search_id=search.id):
@@ -176,7 +176,7 @@ def test_a_trial_that_crashes_every_time_fails_after_the_retry_limit(app, client
 
 @pytest.mark.slow
 def test_divergence_ends_the_trial_and_json_stays_strict(app, client):
-    search = store.create_search(
+    search = create_search(
         db.session,
         SearchSpec(trials=2, sampler="grid", lr_min=1e-3, lr_max=10.0, epochs=5, workers=2),
     )
@@ -203,7 +203,7 @@ def test_divergence_ends_the_trial_and_json_stays_strict(app, client):
 @pytest.mark.slow
 def test_a_full_disk_fails_the_trial_with_a_clear_message_and_keeps_its_epochs(app):
     app.config["MAX_ATTEMPTS"] = 1
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     trial = trials(search.id)[0]
     folder = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
     folder.mkdir(parents=True)
@@ -218,7 +218,7 @@ def test_a_full_disk_fails_the_trial_with_a_clear_message_and_keeps_its_epochs(a
 
 @pytest.mark.slow
 def test_an_unwritable_log_folder_fails_every_attempt_with_the_path(app):
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     trial = trials(search.id)[0]
     blocked = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
     blocked.parent.mkdir(parents=True)
@@ -232,8 +232,8 @@ def test_an_unwritable_log_folder_fails_every_attempt_with_the_path(app):
 
 @pytest.mark.slow
 def test_cancel_stops_running_trials_at_an_epoch_boundary_and_spares_other_searches(app):
-    target = store.create_search(db.session, SearchSpec(trials=4, workers=1, **LONG))
-    other = store.create_search(db.session, SearchSpec(trials=1, workers=1, epochs=5))
+    target = create_search(db.session, SearchSpec(trials=4, workers=1, **LONG))
+    other = create_search(db.session, SearchSpec(trials=1, workers=1, epochs=5))
     with RunnerThread(app, workers=2):
         wait_for(lambda: started(trials(target.id)[0]))
         store.cancel_search(db.session, target.id)

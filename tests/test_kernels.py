@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from lrsearch.training import Trainer, kernels
+from lrsearch.training import Hyperparameters, Trainer, kernels
 from lrsearch.training.datasets import make_synthetic
 
 COMPILED = kernels.compile_loops()
@@ -33,7 +33,7 @@ def assert_same(a: np.ndarray, b: np.ndarray, name: str = "") -> None:
 
 def test_a_trainer_swaps_the_compiled_loops_in() -> None:
     """requirements.txt installs Numba, so that is what trains."""
-    Trainer(make_synthetic(50, 4, 2), [4, 3, 2], 1e-3)
+    Trainer(make_synthetic(50, 4, 2), Hyperparameters([4, 3, 2]), 1e-3)
     assert kernels.COMPILED and kernels.adam_update is not kernels.adam_update_numpy
 
 
@@ -52,7 +52,7 @@ def test_use_compiled_readies_every_loop_for_what_a_trainer_passes(monkeypatch) 
     data = make_synthetic(200, 5, 3)
     for array in (data.x_train, data.y_train, data.x_val, data.y_val):
         array.flags.writeable = False  # as load_dataset hands them out
-    trainer = Trainer(data, [5, 4, 3], 1e-3, batch_size=64)
+    trainer = Trainer(data, Hyperparameters([5, 4, 3], batch_size=64), 1e-3)
     trainer.train_epoch()
     trainer.evaluate()
     assert {name: list(loop.signatures) for name, loop in loops.items()} == readied
@@ -105,7 +105,7 @@ def train_bits(monkeypatch, chosen: dict, lr: float) -> tuple[np.ndarray, list]:
     for name, kernel in chosen.items():
         monkeypatch.setattr(kernels, name, kernel)
     data = make_synthetic(600, 20, 4, seed=3)
-    trainer = Trainer(data, [20, 32, 16, 4], lr, batch_size=32, seed=5)
+    trainer = Trainer(data, Hyperparameters([20, 32, 16, 4], batch_size=32), lr, seed=5)
     fits = [trainer.train_epoch() for _ in range(3)]
     return trainer.net.params.copy(), fits
 
@@ -149,7 +149,7 @@ def test_numpy_passes_stay_where_the_loops_fail_to_compile(monkeypatch, caplog) 
     assert kernels.use_compiled() is False
     assert kernels.adam_update is kernels.adam_update_numpy
     assert "did not compile" in caplog.text
-    trainer = Trainer(make_synthetic(200, 6, 3, seed=1), [6, 8, 3], 1e-2, seed=2)
+    trainer = Trainer(make_synthetic(200, 6, 3, seed=1), Hyperparameters([6, 8, 3]), 1e-2, seed=2)
     assert np.isfinite(trainer.train_epoch().loss)
 
 

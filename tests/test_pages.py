@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from lrsearch import artifacts, create_app
 from lrsearch.extensions import db
 from lrsearch.models import CANCELLED, QUEUED, RUNNING, Search
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import PUBLIC_SETTINGS, SearchSpec
 
 VALID = {
     "name": "form search",
@@ -115,7 +115,7 @@ def test_form_has_every_setting_prefilled_with_the_defaults(client):
     for name, value in expected.items():
         assert input_value(html, name) == value, name
     assert re.search(r'<option selected value="random">', html)
-    assert set(SearchSpec.__dataclass_fields__) <= set(re.findall(r'name="(\w+)"', html))
+    assert {s.name for s in PUBLIC_SETTINGS} <= set(re.findall(r'name="(\w+)"', html))
 
 
 def test_form_workers_default_respects_the_pool(app, client):
@@ -256,7 +256,7 @@ def test_search_page_of_many_trials_draws_the_best_ten_first(client, make_search
 
 
 def test_running_search_page_offers_cancel(client):
-    search = store.create_search(db.session, SearchSpec(trials=2, epochs=2))
+    search = create_search(db.session, SearchSpec(trials=2, epochs=2))
     html = client.get(f"/searches/{search.id}").get_data(as_text=True)
     form = re.search(r'<form[^>]*id="cancel-form"[^>]*>', html).group(0)
     assert f'action="/searches/{search.id}/cancel"' in form and "hidden" not in form
@@ -264,8 +264,8 @@ def test_running_search_page_offers_cancel(client):
 
 
 def test_cancel_button_cancels_and_goes_back(client):
-    search = store.create_search(db.session, SearchSpec(trials=3, epochs=2))
-    other = store.create_search(db.session, SearchSpec(trials=1, epochs=2))
+    search = create_search(db.session, SearchSpec(trials=3, epochs=2))
+    other = create_search(db.session, SearchSpec(trials=1, epochs=2))
     response = client.post(f"/searches/{search.id}/cancel")
     assert response.status_code == 303
     assert response.headers["Location"] == f"/searches/{search.id}"
@@ -276,7 +276,7 @@ def test_cancel_button_cancels_and_goes_back(client):
 
 
 def test_cancel_lets_running_trials_finish_their_epoch(client):
-    search = store.create_search(db.session, SearchSpec(trials=2, epochs=2))
+    search = create_search(db.session, SearchSpec(trials=2, epochs=2))
     search.trials[0].status = RUNNING
     db.session.commit()
     assert client.post(f"/searches/{search.id}/cancel").status_code == 303
@@ -289,7 +289,7 @@ def test_cancel_needs_the_csrf_token(app_config):
     app = create_app({**app_config, "WTF_CSRF_ENABLED": True})
     with app.app_context():
         upgrade(directory=app.config["MIGRATIONS_DIR"])
-        search = store.create_search(db.session, SearchSpec(trials=1, epochs=2))
+        search = create_search(db.session, SearchSpec(trials=1, epochs=2))
         client = app.test_client()
         assert client.post(f"/searches/{search.id}/cancel").status_code == 400
         db.session.expire_all()
@@ -327,7 +327,7 @@ def test_trial_page_shows_status_log_and_plot(app, client, make_search):
 
 
 def test_trial_page_of_a_queued_trial_asks_for_no_file(client):
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=2))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=2))
     trial = search.trials[0]
     search.trials[0].error = "attempt 1 crashed: boom; re-queued"
     db.session.commit()
@@ -471,7 +471,7 @@ def test_trial_archive_log_and_plot(app, client, make_search):
 
 
 def test_files_of_a_trial_not_yet_run_are_404(client):
-    trial = store.create_search(db.session, SearchSpec(trials=1, epochs=2)).trials[0]
+    trial = create_search(db.session, SearchSpec(trials=1, epochs=2)).trials[0]
     assert client.get(f"/trials/{trial.id}/log.txt").status_code == 404
     assert client.get(f"/trials/{trial.id}/plot.png").status_code == 404
     assert client.get(f"/trials/{trial.id}/archive.zip").status_code == 200

@@ -7,11 +7,11 @@ import zipfile
 
 import pytest
 
-from lrsearch import artifacts
+from lrsearch import artifacts, store
 from lrsearch.extensions import db
 from lrsearch.models import COMPLETED
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
 from tests.faults import RunnerThread, search_status, trials, wait_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -25,7 +25,7 @@ def plot_of(app, trial):
 def run_short_trials(app, search) -> None:
     """Run a search's trials here, one after the other: each leaves its plot for later."""
     from lrsearch.cli import runner_settings
-    from lrsearch.search.worker import run_trial
+    from lrsearch.execution.worker import run_trial
 
     settings = runner_settings(app)
     while claimed := store.claim_trials(db.session, 1, search_id=search.id):
@@ -34,7 +34,7 @@ def run_short_trials(app, search) -> None:
 
 
 def test_a_short_trials_plot_is_drawn_when_first_asked_for(app, client):
-    search = store.create_search(db.session, SearchSpec(trials=2, epochs=3, workers=2))
+    search = create_search(db.session, SearchSpec(trials=2, epochs=3, workers=2))
     run_short_trials(app, search)
     first, second = trials(search.id)
     assert first.plot_pending and not plot_of(app, first).exists()
@@ -50,11 +50,12 @@ def test_a_short_trials_plot_is_drawn_when_first_asked_for(app, client):
 def test_a_searchs_own_runner_draws_its_left_over_plots_on_its_workers(app, monkeypatch):
     """As the command line's runner does: the ranking first, then every plot, side by side."""
     from lrsearch.cli import runner_settings
-    from lrsearch.search.runner import ProcessSlots, Runner
+    from lrsearch.execution.local import ProcessSlots
+    from lrsearch.search.runner import Runner
 
-    other = store.create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
+    other = create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
     run_short_trials(app, other)
-    search = store.create_search(db.session, SearchSpec(trials=6, epochs=3, workers=2))
+    search = create_search(db.session, SearchSpec(trials=6, epochs=3, workers=2))
     monkeypatch.setattr(artifacts, "draw_plot", lambda *_: pytest.fail("drawn by the runner"))
     ended = []
 
@@ -74,7 +75,7 @@ def test_a_searchs_own_runner_draws_its_left_over_plots_on_its_workers(app, monk
 
 @pytest.mark.slow
 def test_the_servers_runner_draws_left_over_plots_when_idle(app):
-    search = store.create_search(db.session, SearchSpec(trials=3, epochs=3, workers=2))
+    search = create_search(db.session, SearchSpec(trials=3, epochs=3, workers=2))
     with RunnerThread(app, workers=2):
         wait_for(lambda: search_status(search.id) == COMPLETED, 60)
         wait_for(lambda: all(plot_of(app, t).exists() for t in trials(search.id)), 30)
@@ -87,11 +88,10 @@ def test_a_worker_draws_the_plot_when_training_took_enough_cpu_time(
 ):
     """Inline after a long trial (CPU seconds against INLINE_AFTER_SECONDS), else left over."""
     from lrsearch.cli import runner_settings
-    from lrsearch.search import plots
-    from lrsearch.search.worker import run_trial
+    from lrsearch.execution.worker import run_trial
 
-    monkeypatch.setattr(plots, "INLINE_AFTER_SECONDS", threshold)
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
+    monkeypatch.setattr(artifacts, "INLINE_AFTER_SECONDS", threshold)
+    search = create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     settings = runner_settings(app)
     assert run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == COMPLETED
@@ -172,9 +172,10 @@ def test_left_over_plots_take_one_idle_slot_in_the_server_and_all_for_one_search
     from concurrent.futures import ThreadPoolExecutor, wait
 
     from lrsearch.cli import runner_settings
-    from lrsearch.search.runner import PLOTS_PER_CHORE, ExecutorSlots, Runner
+    from lrsearch.execution.slots import ExecutorSlots
+    from lrsearch.search.runner import PLOTS_PER_CHORE, Runner
 
-    search = store.create_search(db.session, SearchSpec(trials=12, epochs=2, workers=2))
+    search = create_search(db.session, SearchSpec(trials=12, epochs=2, workers=2))
     run_short_trials(app, search)
     slots = ExecutorSlots(ThreadPoolExecutor(2), 2)
     runner = Runner(runner_settings(app), slots, search.id if own_search else None)

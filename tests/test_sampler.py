@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from lrsearch.search.sampler import format_lr, sample_learning_rates, trial_seed
+from lrsearch.search.sampler import sample_learning_rates, trial_seed
+from lrsearch.settings import format_lr
 
 
 def test_random_rates_lie_in_range_and_repeat_with_the_seed():

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from benchmarks.serve import request, server
+from lrsearch.testing import request, server
 from tests.faults import children_of, pid_alive
 
 SMALL = {"dataset": "digits", "layers": [64, 32, 10], "trials": 2, "epochs": 3, "workers": 1}

@@ -1,93 +1,35 @@
-"""The store: atomic claims, two runners on one database, SQLite and PostgreSQL alike."""
+"""The store: atomic claims and plot takers, epoch writes, a trial's start, lock waits and
+prepared statements, on SQLite and PostgreSQL alike."""
 
 from __future__ import annotations
 
-import ast
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import create_engine, func, select, update
 from sqlalchemy.orm import Session
 
-from lrsearch import create_app
+from lrsearch import create_app, store
 from lrsearch.extensions import db
-from lrsearch.models import COMPLETED, Epoch, Trial, utcnow
-from lrsearch.search import store
-from lrsearch.search.spec import SearchSpec
-from tests.faults import (
-    RunnerThread,
-    prepared_by_the_fork_server,
-    raise_an_error_that_cannot_be_rebuilt,
-    scheduling_of_this_process,
-    search_status,
-    trials,
-    wait_for,
-)
-
-
-def claim_race(database_url: str, search_id: int, claimers: int = 4) -> list[int]:
-    """Several sessions claim from one queue at once; every claimed trial id, in order."""
-
-    def claim(session: Session) -> list[int]:
-        return [t for t, _ in store.claim_trials(session, 1, search_id=search_id, worker="t")]
-
-    return take_at_once(database_url, claim, claimers)
-
-
-def take_plots_race(database_url: str, search_id: int, takers: int = 4) -> list[int]:
-    """Several sessions take left-over plots of one search at once; every trial id taken."""
-    return take_at_once(database_url, lambda s: store.take_pending_plots(s, 2, search_id), takers)
-
-
-def take_at_once(database_url: str, take, racers: int) -> list[int]:
-    """Sessions in threads call take(session) at once until it returns nothing; all taken."""
-    claimed: list[int] = []
-    barrier = threading.Barrier(racers)
-    engine = create_engine(database_url)
-
-    def racer() -> None:
-        with Session(engine) as session:
-            barrier.wait()
-            while got := take(session):
-                claimed.extend(got)
-
-    threads = [threading.Thread(target=racer) for _ in range(racers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    engine.dispose()
-    return claimed
+from lrsearch.models import COMPLETED, TRIAL_FINAL, Epoch, Trial, utcnow
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
+from lrsearch.store import attempts, settle, transactions
+from tests.faults import claim_race, left_over_plots, search_status, take_plots_race, trials
 
 
 def test_concurrent_claims_never_take_one_trial_twice(app):
-    search = store.create_search(db.session, SearchSpec(trials=40, epochs=1, workers=40))
+    search = create_search(db.session, SearchSpec(trials=40, epochs=1, workers=40))
     claimed = claim_race(app.config["DATABASE_URL"], search.id)
     assert sorted(claimed) == sorted(t.id for t in search.trials)
     assert all(t.attempt == 1 for t in trials(search.id))
 
 
-def left_over_plots(search_id: int) -> list[int]:
-    """Mark every trial of a search completed, its plot left for later; their ids."""
-    db.session.execute(
-        update(Trial)
-        .where(Trial.search_id == search_id)
-        .values(status=COMPLETED, epochs_done=1, plot_pending=True)
-    )
-    db.session.commit()
-    return [t.id for t in trials(search_id)]
-
-
 def test_concurrent_plot_takers_never_take_one_trial_twice(app):
-    search = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=1))
-    other = store.create_search(db.session, SearchSpec(trials=3, epochs=1, workers=1))
+    search = create_search(db.session, SearchSpec(trials=30, epochs=1, workers=1))
+    other = create_search(db.session, SearchSpec(trials=3, epochs=1, workers=1))
     pending = left_over_plots(search.id)
     left_over_plots(other.id)
     taken = take_plots_race(app.config["DATABASE_URL"], search.id)
@@ -96,9 +38,9 @@ def test_concurrent_plot_takers_never_take_one_trial_twice(app):
 
 
 def test_claims_respect_the_search_workers_and_skip_cancelled_searches(app):
-    first = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=2))
-    second = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=1))
-    cancelled = store.create_search(db.session, SearchSpec(trials=5, epochs=1, workers=5))
+    first = create_search(db.session, SearchSpec(trials=5, epochs=1, workers=2))
+    second = create_search(db.session, SearchSpec(trials=5, epochs=1, workers=1))
+    cancelled = create_search(db.session, SearchSpec(trials=5, epochs=1, workers=5))
     store.cancel_search(db.session, cancelled.id)
     claimed = store.claim_trials(db.session, 10)
     per_search = Counter(db.session.get(type(first.trials[0]), t).search_id for t, _ in claimed)
@@ -109,7 +51,7 @@ def test_claims_respect_the_search_workers_and_skip_cancelled_searches(app):
 def test_a_claim_marks_the_trial_and_its_search_running_as_the_pages_poll_them(app):
     """The claim's update bumps updated_at, which the search page's poll asks for, and
     starts the search; it commits on its own connection, leaving the session's alone."""
-    search = store.create_search(db.session, SearchSpec(trials=2, epochs=1, workers=1))
+    search = create_search(db.session, SearchSpec(trials=2, epochs=1, workers=1))
     before = utcnow()
     [(trial_id, attempt)] = store.claim_trials(db.session, 5, search_id=search.id, worker="w")
     trial = db.session.get(Trial, trial_id, populate_existing=True)
@@ -118,46 +60,6 @@ def test_a_claim_marks_the_trial_and_its_search_running_as_the_pages_poll_them(a
     assert search_status(search.id) == "running"
     other = next(t for t in search.trials if t.id != trial_id)
     assert db.session.get(Trial, other.id, populate_existing=True).status == "queued"
-
-
-@pytest.mark.slow
-def test_two_runners_on_one_database_run_each_trial_once(app):
-    search = store.create_search(db.session, SearchSpec(trials=8, epochs=5, workers=4))
-    with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
-        wait_for(lambda: search_status(search.id) == COMPLETED, 120)
-    assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
-    rows = db.session.execute(select(Epoch.trial_id, Epoch.epoch)).all()
-    assert len(rows) == len(set(rows)) == 8 * 5
-
-
-@pytest.mark.postgres
-@pytest.mark.slow
-def test_postgresql_claims_and_two_runners(postgres_url, app_config):
-    from flask_migrate import upgrade
-
-    app = create_app({**app_config, "DATABASE_URL": postgres_url, "STALE_AFTER_SECONDS": 60})
-    with app.app_context():
-        try:
-            upgrade(directory=app.config["MIGRATIONS_DIR"])
-            race = store.create_search(db.session, SearchSpec(trials=30, epochs=1, workers=30))
-            claimed = claim_race(postgres_url, race.id)
-            assert sorted(claimed) == sorted(t.id for t in race.trials)
-            pending = left_over_plots(race.id)
-            assert sorted(take_plots_race(postgres_url, race.id)) == pending
-            store.cancel_search(db.session, race.id)  # done with it
-            search = store.create_search(db.session, SearchSpec(trials=6, epochs=4, workers=4))
-            with RunnerThread(app, workers=2), RunnerThread(app, workers=2):
-                wait_for(lambda: search_status(search.id) == COMPLETED, 120)
-            assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
-            rows = db.session.execute(
-                select(Epoch.trial_id, Epoch.epoch).where(
-                    Epoch.trial_id.in_([t.id for t in trials(search.id)])
-                )
-            ).all()
-            assert len(rows) == len(set(rows)) == 6 * 4
-        finally:
-            db.session.remove()
-            db.engine.dispose()  # no connection left for the server to drop
 
 
 @pytest.mark.postgres
@@ -171,18 +73,18 @@ def test_the_last_two_trials_ending_at_once_end_their_search(postgres_url, app_c
         engine = store.process_engine(postgres_url)
         try:
             upgrade(directory=app.config["MIGRATIONS_DIR"])
-            search = store.create_search(db.session, SearchSpec(trials=2, epochs=1, workers=2))
+            search = create_search(db.session, SearchSpec(trials=2, epochs=1, workers=2))
             first, second = store.claim_trials(db.session, 2, search_id=search.id)
             first_settled = threading.Event()
-            settle = store._settle
+            real_settle = attempts.settle
 
             def settle_then_hold(*args) -> None:
-                settle(*args)
+                real_settle(*args)
                 if threading.current_thread() is held:  # keep the transaction open a while
                     first_settled.set()
                     time.sleep(1.0)
 
-            monkeypatch.setattr(store, "_settle", settle_then_hold)
+            monkeypatch.setattr(attempts, "settle", settle_then_hold)
 
             def finish(trial: tuple[int, int]) -> None:
                 with engine.connect() as connection:
@@ -200,158 +102,6 @@ def test_the_last_two_trials_ending_at_once_end_their_search(postgres_url, app_c
             db.engine.dispose()
 
 
-def test_an_idle_runner_sleeps_between_polls(app):
-    """With nothing queued the loop polls every poll_seconds; it never spins."""
-    from unittest import mock
-
-    with mock.patch.object(store, "claim_trials", wraps=store.claim_trials) as claims:
-        with RunnerThread(app, workers=1):
-            time.sleep(1.0)
-    assert 2 <= claims.call_count <= 1.0 / 0.2 + 2
-
-
-def test_workers_run_as_batch_jobs_with_a_long_time_slice():
-    """Workers are CPU-bound batch jobs that trade the cores in long turns when oversubscribed."""
-    from lrsearch.search.runner import ProcessSlots
-    from lrsearch.search.worker import TIME_SLICE_NS
-
-    slots = ProcessSlots(1)
-    try:
-        worker = slots.submit(scheduling_of_this_process).result(timeout=60)
-    finally:
-        slots.shutdown()
-    assert worker["policy"] == os.SCHED_BATCH
-    assert worker["nice"] == os.getpriority(os.PRIO_PROCESS, 0)  # a niced runner stays niced
-    release = tuple(int(part) for part in os.uname().release.split(".")[:2])
-    if release >= (6, 12):  # the first kernels that take a slice for the fair scheduler
-        assert worker["slice_ns"] == TIME_SLICE_NS
-    assert scheduling_of_this_process()["policy"] == os.SCHED_OTHER  # the runner itself is not
-
-
-def test_workers_leave_ctrl_c_to_the_runner():
-    """Ctrl-C reaches the whole group; only the runner answers it, no worker prints a trace."""
-    from lrsearch.search.runner import ProcessSlots
-
-    slots = ProcessSlots(1)
-    try:
-        assert slots.submit(signal.getsignal, signal.SIGINT).result(timeout=60) is signal.SIG_IGN
-    finally:
-        slots.shutdown()
-    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN  # the runner's own is kept
-
-
-def test_a_slots_worker_answers_each_call_and_outlives_its_errors():
-    """An error raised in the worker, a result it cannot send back and a call that cannot
-    be sent each fail their own future only: the same process answers the next call."""
-    from lrsearch.search.runner import ProcessSlots
-
-    slots = ProcessSlots(1)
-    try:
-        first = slots.submit(os.getpid)
-        pid = first.result(timeout=60)
-        assert slots.done(first) is None and slots.capacity == 1
-        raised = slots.submit(int, "not a number")
-        assert isinstance(raised.exception(timeout=60), ValueError)
-        assert slots.done(raised) is None
-        unsendable = slots.submit(threading.Lock)  # a lock cannot be pickled back
-        assert "not sent back" in str(unsendable.exception(timeout=60))
-        slots.done(unsendable)
-        unsent = slots.submit(lambda: 1)  # nor can a local function be sent
-        assert unsent.exception(timeout=60) is not None
-        slots.done(unsent)
-        unreadable = slots.submit(raise_an_error_that_cannot_be_rebuilt)
-        assert "reply could not be read" in str(unreadable.exception(timeout=60))
-        slots.done(unreadable)
-        again = slots.submit(os.getpid)
-        assert again.result(timeout=60) == pid and slots.done(again) is None
-    finally:
-        slots.shutdown()
-
-
-def test_a_worker_that_died_idle_is_replaced_at_the_next_call():
-    """Killed between trials, it fails no call: the slot starts a new process."""
-    from lrsearch.search.runner import ProcessSlots
-
-    slots = ProcessSlots(1)
-    try:
-        slots.start()
-        [process] = slots.processes()
-        os.kill(process.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while not slots.slots[0].dead and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert slots.slots[0].dead  # the reader noticed
-        call = slots.submit(os.getpid)
-        assert call.result(timeout=60) not in (process.pid, os.getpid())
-        assert slots.done(call) is None
-    finally:
-        slots.shutdown()
-    assert not process.is_alive()
-
-
-@pytest.mark.slow
-def test_the_fork_server_preloads_the_workers_modules_from_any_folder(tmp_path):
-    """A runner started outside the checkout: its fork server still finds the package."""
-    root = Path(__file__).resolve().parent.parent
-    script = (
-        f"import sys; sys.path.insert(0, {str(root)!r})\n"
-        "from lrsearch.search.runner import ProcessSlots\n"
-        "from tests.faults import prepared_by_the_fork_server\n"
-        "slots = ProcessSlots(1)\n"
-        "print(slots.submit(prepared_by_the_fork_server).result(timeout=60))\n"
-        "slots.shutdown()\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    ready = ast.literal_eval(done.stdout)
-    assert ready and all(ready.values()), ready
-
-
-def test_workers_inherit_from_the_fork_server_what_their_first_trial_needs():
-    """A worker's first trial pays no font loading or figure building (0.2 s of CPU), no
-    mapper set-up or digits parsing (30-70 ms), no compiling of the trainer's loops; the
-    fork server's objects are frozen, so that collections leave their pages shared."""
-    from lrsearch.search.runner import ProcessSlots
-
-    slots = ProcessSlots(1)
-    try:
-        ready = slots.submit(prepared_by_the_fork_server).result(timeout=60)
-    finally:
-        slots.shutdown()
-    assert all(ready.values()), ready
-
-
-@pytest.mark.slow
-def test_the_runner_takes_any_executor(app):
-    """Beyond one machine the runner gets e.g. Dask's executor; any Executor will do."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    from lrsearch.cli import runner_settings
-    from lrsearch.search.runner import ExecutorSlots, Runner
-    from lrsearch.search.worker import init_worker
-
-    search = store.create_search(db.session, SearchSpec(trials=3, epochs=2, workers=3))
-    executor = ProcessPoolExecutor(
-        2,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=init_worker,
-        initargs=(os.getpid(),),
-    )
-    Runner(runner_settings(app), ExecutorSlots(executor, 2), search.id).run(until_done=True)
-    db.session.rollback()  # end the test's read snapshot: the runner wrote on its own engine
-    assert search_status(search.id) == COMPLETED
-    assert all((t.status, t.attempt) == (COMPLETED, 1) for t in trials(search.id))
-
-
 def test_an_epoch_write_commits_and_says_when_to_stop(app):
     check_epoch_writes(app)
 
@@ -367,7 +117,7 @@ def check_epoch_writes(app) -> None:
     """write_epoch on a worker's connection: committed rows, retries, lost and cancelled."""
     from lrsearch.training import EpochMetrics
 
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     claimed_at = trials(search.id)[0].heartbeat_at
     engine = create_engine(app.config["DATABASE_URL"])
@@ -407,7 +157,7 @@ def test_a_trials_start_records_its_worker_and_reads_what_the_worker_needs(app):
     from sqlalchemy.orm import object_session
 
     spec = SearchSpec(layers=[64, 32, 10], trials=2, epochs=3, batch_size=16, beta1=0.8, seed=7)
-    search = store.create_search(db.session, spec)
+    search = create_search(db.session, spec)
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     claimed_at = trials(search.id)[0].started_at
     engine = store.process_engine(app.config["DATABASE_URL"])
@@ -447,10 +197,10 @@ def test_a_worker_waits_for_another_writers_sqlite_lock_in_short_steps(app, monk
     the store waits 50 µs, then twice as long each time, up to 5 ms, then writes."""
     from types import SimpleNamespace
 
-    from lrsearch.search import worker
+    from lrsearch.execution import worker
     from lrsearch.training import EpochMetrics
 
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     url = app.config["DATABASE_URL"]
     holder = holding_the_write_lock(url)
@@ -462,7 +212,9 @@ def test_a_worker_waits_for_another_writers_sqlite_lock_in_short_steps(app, monk
             holder.execute("ROLLBACK")  # the other writer is done
         time.sleep(seconds)
 
-    monkeypatch.setattr(store, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic))
+    monkeypatch.setattr(
+        transactions, "time", SimpleNamespace(sleep=sleep, monotonic=time.monotonic)
+    )
     engine = worker.worker_engine(url)
     try:
         with engine.connect() as connection:
@@ -484,9 +236,9 @@ def test_a_lock_held_too_long_raises_a_locked_error_and_writes_nothing(app, monk
     """Past the wait (5 s, as SQLite's busy timeout), the locked error goes to the retries."""
     from sqlalchemy.exc import OperationalError
 
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     trial_id = search.trials[0].id
-    monkeypatch.setattr(store, "LOCK_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(transactions, "LOCK_WAIT_SECONDS", 0.05)
     engine = store.process_engine(app.config["DATABASE_URL"])
     holder = holding_the_write_lock(app.config["DATABASE_URL"])
     fail = update(Trial).where(Trial.id == trial_id).values(error="half-written")
@@ -496,8 +248,8 @@ def test_a_lock_held_too_long_raises_a_locked_error_and_writes_nothing(app, monk
             with pytest.raises(OperationalError, match="database is locked") as raised:
                 store.retry_transaction(session, lambda s: s.execute(fail), attempts=1)
             # It gives up when the next wait would end past the deadline.
-            assert time.monotonic() - started >= 0.05 - store.LONGEST_LOCK_WAIT
-            assert store._is_transient(raised.value)
+            assert time.monotonic() - started >= 0.05 - transactions.LONGEST_LOCK_WAIT
+            assert transactions._is_transient(raised.value)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
@@ -511,9 +263,9 @@ def test_a_failed_driver_transaction_rolls_back_and_raises_sqlalchemys_error(app
 
     from sqlalchemy.exc import OperationalError
 
-    from lrsearch.search.prepared import PreparedStatement, run_in_transaction
+    from lrsearch.store.fast import PreparedStatement, run_in_transaction
 
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
+    search = create_search(db.session, SearchSpec(trials=1, epochs=3, workers=1))
     trial_id = search.trials[0].id
     engine = create_engine(app.config["DATABASE_URL"])
     rename = PreparedStatement(
@@ -527,7 +279,7 @@ def test_a_failed_driver_transaction_rolls_back_and_raises_sqlalchemys_error(app
     with engine.connect() as connection:
         with pytest.raises(OperationalError, match="database is locked") as raised:
             run_in_transaction(connection, steps)
-        assert store._is_transient(raised.value)
+        assert transactions._is_transient(raised.value)
         assert not connection.connection.driver_connection.in_transaction
     engine.dispose()
     db.session.expire_all()
@@ -536,7 +288,7 @@ def test_a_failed_driver_transaction_rolls_back_and_raises_sqlalchemys_error(app
 
 def test_a_prepared_statement_asks_for_the_values_of_python_side_defaults(app):
     """SQLAlchemy's execution, which it skips, would have filled created_at itself."""
-    from lrsearch.search.prepared import PreparedStatement
+    from lrsearch.store.fast import PreparedStatement
 
     with pytest.raises(ValueError, match=r"no value given for \[.attempt., .created_at.\]"):
         PreparedStatement(Epoch.__table__.insert(), db.engine.dialect, ["trial_id", "epoch"])
@@ -544,59 +296,10 @@ def test_a_prepared_statement_asks_for_the_values_of_python_side_defaults(app):
 
 def test_a_prepared_statement_refuses_a_list_that_expands_at_each_execution(app):
     """not_in([...]) renders its list when executed; compiled once, the SQL would hold none."""
-    from lrsearch.search.prepared import PreparedStatement
+    from lrsearch.store.fast import PreparedStatement
 
     statement = select(Trial.id).where(Trial.status.not_in(["completed", "failed"]))
     with pytest.raises(ValueError, match="expand at each execution"):
         PreparedStatement(statement, db.engine.dialect, [])
-    settled = PreparedStatement(store._OPEN_TRIALS, db.engine.dialect, ["search_id"])
-    assert settled.parameters({"search_id": 3})[1:] == list(store.TRIAL_FINAL)
-
-
-def test_a_worker_holds_one_connection_for_a_whole_trial(app, monkeypatch):
-    """Start, every epoch and end on one checkout: no pool round trip or ping per epoch."""
-    from lrsearch.cli import runner_settings
-    from lrsearch.search import worker
-
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=4, workers=1))
-    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
-    settings = runner_settings(app)
-    engine = worker.worker_engine(settings.database_url)
-    checkouts = []
-
-    def count(*_) -> None:
-        checkouts.append(1)
-
-    event.listen(engine, "checkout", count)
-    try:
-        status = worker.run_trial(trial_id, attempt, settings.database_url, settings.data_dir)
-    finally:
-        event.remove(engine, "checkout", count)
-    assert status == COMPLETED and len(checkouts) == 1
-    assert trials(search.id)[0].epochs_done == 4
-
-
-def test_log_txt_holds_each_finished_epoch_while_the_trial_runs(app, monkeypatch):
-    """Each line reaches the file as its epoch ends, so a killed worker loses none."""
-    from lrsearch import artifacts
-    from lrsearch.cli import runner_settings
-    from lrsearch.search import worker
-
-    search = store.create_search(db.session, SearchSpec(trials=1, epochs=4, workers=1))
-    [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
-    trial = trials(search.id)[0]
-    log = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
-    lines_seen = []
-    real_write = worker.write_epoch
-
-    def write_epoch(connection, trial_id, attempt, metrics, summary):
-        lines_seen.append(len((log / artifacts.LOG_NAME).read_text().splitlines()))
-        return real_write(connection, trial_id, attempt, metrics, summary)
-
-    monkeypatch.setattr(worker, "write_epoch", write_epoch)
-    settings = runner_settings(app)
-    assert worker.run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == (
-        COMPLETED
-    )
-    assert lines_seen == [0, 1, 2, 3]  # epoch N's write comes after N-1's line was flushed
-    assert len((log / artifacts.LOG_NAME).read_text().splitlines()) == 4
+    settled = PreparedStatement(settle.OPEN_TRIALS, db.engine.dialect, ["search_id"])
+    assert settled.parameters({"search_id": 3})[1:] == list(TRIAL_FINAL)

@@ -20,6 +20,7 @@ from lrsearch.training import (
     Adam,
     Dataset,
     EpochMetrics,
+    Hyperparameters,
     Trainer,
     fpu,
     load_dataset,
@@ -147,7 +148,7 @@ def test_epochs_and_validation_run_with_subnormals_flushed(monkeypatch) -> None:
 
     monkeypatch.setattr(MLP, "step_gradient", spy(MLP.step_gradient))
     monkeypatch.setattr(MLP, "evaluate", spy(MLP.evaluate))
-    trainer = Trainer(small_data(200), [8, 16, 3], 0.01, batch_size=50)
+    trainer = Trainer(small_data(200), Hyperparameters([8, 16, 3], batch_size=50), 0.01)
     trainer.train_epoch()
     trainer.evaluate()
     assert seen == [("step_gradient", True)] * 4 + [("evaluate", True)]
@@ -176,22 +177,22 @@ def test_float32_preserved_with_float64_data() -> None:
         data.y_val,
         data.n_classes,
     )
-    trainer = Trainer(data64, [8, 16, 3], 1e-3)
+    trainer = Trainer(data64, Hyperparameters([8, 16, 3]), 1e-3)
     assert trainer.x_train.dtype == trainer.x_val.dtype == np.float32
     assert trainer.grad.dtype == trainer.optimizer.m.dtype == trainer.optimizer.v.dtype
     assert trainer.grad.dtype == np.float32
     trainer.train_epoch()
     assert trainer.net.params.dtype == np.float32
-    with_32 = train(data, [8, 16, 3], 1e-3, epochs=2)
-    with_64 = train(data64, [8, 16, 3], 1e-3, epochs=2)
+    with_32 = train(data, Hyperparameters([8, 16, 3], epochs=2), 1e-3)
+    with_64 = train(data64, Hyperparameters([8, 16, 3], epochs=2), 1e-3)
     assert without_seconds(with_32.history) == without_seconds(with_64.history)
 
 
 def test_same_seed_gives_identical_history() -> None:
     data = small_data(500)
-    first = train(data, [8, 16, 3], 1e-3, epochs=3, batch_size=32, seed=7)
-    second = train(data, [8, 16, 3], 1e-3, epochs=3, batch_size=32, seed=7)
-    other = train(data, [8, 16, 3], 1e-3, epochs=3, batch_size=32, seed=8)
+    first = train(data, Hyperparameters([8, 16, 3], epochs=3, batch_size=32), 1e-3, seed=7)
+    second = train(data, Hyperparameters([8, 16, 3], epochs=3, batch_size=32), 1e-3, seed=7)
+    other = train(data, Hyperparameters([8, 16, 3], epochs=3, batch_size=32), 1e-3, seed=8)
     assert first.status == "completed" and len(first.history) == 3
     assert without_seconds(first.history) == without_seconds(second.history)
     assert without_seconds(first.history) != without_seconds(other.history)
@@ -201,7 +202,7 @@ def test_same_seed_gives_identical_history() -> None:
 
 def test_partial_last_batch_is_trained() -> None:
     data = small_data(70)  # batches of 64 and 6
-    trainer = Trainer(data, [8, 16, 3], 1e-3, batch_size=64)
+    trainer = Trainer(data, Hyperparameters([8, 16, 3], batch_size=64), 1e-3)
     trainer.train_epoch()
     assert trainer.optimizer.steps == 2
 
@@ -209,7 +210,9 @@ def test_partial_last_batch_is_trained() -> None:
 def test_digits_reaches_95_percent() -> None:
     accuracies = []
     for seed in (0, 1, 2):
-        result = train(load_digits(seed), [64, 128, 10], 1e-3, epochs=20, seed=seed)
+        result = train(
+            load_digits(seed), Hyperparameters([64, 128, 10], epochs=20), 1e-3, seed=seed
+        )
         assert result.status == "completed"
         accuracies.append(result.history[-1].acc_val)
     # Split 0 alone is a hard one: 0.936 here, 0.942 to 0.950 with PyTorch on the same split.
@@ -222,7 +225,12 @@ def test_absurd_learning_rate_diverges_quietly(lr: float, reason: str) -> None:
     reported = []
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = train(load_dataset("digits", "."), [64, 128, 10], lr, on_epoch=reported.append)
+        result = train(
+            load_dataset("digits", "."),
+            Hyperparameters([64, 128, 10]),
+            lr,
+            on_epoch=reported.append,
+        )
     assert result.status == "diverged"
     assert len(result.history) < 20 and reported == result.history
     assert result.message.startswith(reason)
@@ -239,7 +247,10 @@ def test_divergence_mid_training_drops_the_partial_epoch() -> None:
 
     reported: list[EpochMetrics] = []
     result = train(
-        data, [8, 16, 3], 1e-3, epochs=5, on_epoch=lambda m: reported.append(m) or poison(m)
+        data,
+        Hyperparameters([8, 16, 3], epochs=5),
+        1e-3,
+        on_epoch=lambda m: reported.append(m) or poison(m),
     )
     assert result.status == "diverged"
     assert result.message == "loss became nan in epoch 3 (batch 1)"
@@ -253,18 +264,18 @@ def test_on_epoch_true_stops_after_that_epoch() -> None:
         seen.append(metrics.epoch)
         return metrics.epoch == 2
 
-    result = train(small_data(), [8, 16, 3], 1e-3, epochs=5, on_epoch=stop_at_two)
+    result = train(small_data(), Hyperparameters([8, 16, 3], epochs=5), 1e-3, on_epoch=stop_at_two)
     assert result.status == "stopped"
     assert seen == [1, 2] and len(result.history) == 2
-    assert train(small_data(), [8, 16, 3], 1e-3, epochs=2, on_epoch=lambda m: None).status == (
-        "completed"
-    )
+    assert train(
+        small_data(), Hyperparameters([8, 16, 3], epochs=2), 1e-3, on_epoch=lambda m: None
+    ).status == ("completed")
 
 
 @pytest.mark.parametrize("layers", [[7, 16, 3], [8, 16, 4], [8], [8, 0, 3], [8, 2.5, 3]])
 def test_layers_must_fit_the_data(layers: list) -> None:
     with pytest.raises(ValueError, match="layer"):
-        train(small_data(), layers, 1e-3, epochs=1)
+        train(small_data(), Hyperparameters(layers, epochs=1), 1e-3)
 
 
 @pytest.mark.parametrize(
@@ -272,9 +283,9 @@ def test_layers_must_fit_the_data(layers: list) -> None:
     [{"lr": 0.0}, {"lr": math.nan}, {"epochs": 0}, {"batch_size": 0}, {"beta1": 1.0}, {"eps": 0.0}],
 )
 def test_bad_hyperparameters_are_rejected(kwargs: dict) -> None:
-    arguments = {"lr": 1e-3, **kwargs}
+    hyper = {k: v for k, v in kwargs.items() if k != "lr"}
     with pytest.raises(ValueError):
-        train(small_data(), [8, 16, 3], **arguments)
+        train(small_data(), Hyperparameters([8, 16, 3], **hyper), kwargs.get("lr", 1e-3))
 
 
 def _imported_modules(path: Path) -> list[str]:
@@ -307,9 +318,9 @@ def test_training_runs_without_numba() -> None:
     """Where Numba is missing, the package imports and trains on its NumPy passes."""
     code = (
         "import sys; sys.modules['numba'] = None\n"  # import numba now raises ImportError
-        "from lrsearch.training import kernels, train\n"
+        "from lrsearch.training import Hyperparameters, kernels, train\n"
         "from lrsearch.training.datasets import load_digits\n"
-        "result = train(load_digits(), [64, 32, 10], 1e-2, epochs=3, seed=0)\n"
+        "result = train(load_digits(), Hyperparameters([64, 32, 10], epochs=3), 1e-2, seed=0)\n"
         "assert not kernels.COMPILED and kernels.adam_update is kernels.adam_update_numpy\n"
         "print(result.status, result.history[-1].acc_val)\n"
     )

@@ -1,7 +1,10 @@
-"""Answers to the seed's two questions: which rate scores highest, which learns soundest.
+"""The ranking rule, once: which trials rank, in which order, and which is healthiest.
 
-Both are asked of the database (a search may have thousands of trials) and answered the
-same way for the API, the pages and the CLI.
+The seed's two questions: which rate scores highest (the best validation accuracy among
+trials that completed or still run; ties: the lower rate), and which learns soundest (the
+smallest train-validation gap among completed trials within HEALTHY_WITHIN of the best
+final validation accuracy). The API, the pages and the CLI all take the answers from here;
+the database answers them (a search may have thousands of trials).
 """
 
 from __future__ import annotations
@@ -9,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from lrsearch.models import COMPLETED, RUNNING, Trial
+from lrsearch.models import COMPLETED, RUNNING
+from lrsearch.store import reads
 
+RANKED = (COMPLETED, RUNNING)  # a diverged, failed or cancelled trial is never an answer
 # "Healthy" is only asked of trials that also score well: an underfit rate has no gap.
 HEALTHY_WITHIN = 0.05
 
@@ -33,60 +38,42 @@ def gap(trial: Ranked) -> float | None:
     return trial.final_acc_train - trial.final_val_acc
 
 
-def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
-    """Best validation accuracy first; diverged, failed and cancelled trials last."""
+def rank_key(trial: Ranked) -> tuple[int, float, float]:
+    """The trial's place in the ranking, as a key that sorts ascending: trials that may be an
+    answer first, then the best validation accuracy, then the lower rate.
 
-    def key(t: Ranked) -> tuple[int, float, float]:
-        sound = t.status in (COMPLETED, RUNNING)
-        return (0 if sound else 1, -(t.best_val_acc or 0.0), t.lr)
-
-    return sorted(trials, key=key)
-
-
-def best_trial_query(search_id: int, *columns) -> Select:
-    """The highest best validation accuracy among completed or running trials (ties: lower lr).
-
-    A diverged or failed trial is never the answer, whatever its numbers.
+    A key depends on its trial alone, so a page that receives only the trials that changed
+    keeps its order right (the API sends each trial's key).
     """
-    return (
-        select(*(columns or (Trial.id,)))
-        .where(
-            Trial.search_id == search_id,
-            Trial.status.in_((COMPLETED, RUNNING)),
-            Trial.best_val_acc.is_not(None),
-        )
-        .order_by(Trial.best_val_acc.desc(), Trial.lr.asc())
-        .limit(1)
-    )
+    return (0 if trial.status in RANKED else 1, -(trial.best_val_acc or 0.0), trial.lr)
 
 
-def healthiest_trial_query(search_id: int, *columns) -> Select:
-    """The smallest train-validation gap among completed trials within HEALTHY_WITHIN of the
-    best final validation accuracy (ties: the higher accuracy)."""
-    done = (
-        Trial.search_id == search_id,
-        Trial.status == COMPLETED,
-        Trial.final_acc_train.is_not(None),
-        Trial.final_val_acc.is_not(None),
-    )
-    top = select(func.max(Trial.final_val_acc)).where(*done).scalar_subquery()
-    return (
-        select(*(columns or (Trial.id,)))
-        .where(*done, Trial.final_val_acc >= top - HEALTHY_WITHIN)
-        .order_by(
-            func.abs(Trial.final_acc_train - Trial.final_val_acc),
-            Trial.final_val_acc.desc(),
-            Trial.lr.asc(),
-        )
-        .limit(1)
-    )
+def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
+    """The trials in ranking order (see rank_key)."""
+    return sorted(trials, key=rank_key)
+
+
+def best_trial(session: Session, search_id: int) -> Row | None:
+    """The trial with the highest validation accuracy, if any (reads.BRIEF_COLUMNS)."""
+    return reads.best_trial(session, search_id, RANKED)
 
 
 def best_trial_id(session: Session, search_id: int) -> int | None:
     """The id of the trial with the highest validation accuracy, if any."""
-    return session.execute(best_trial_query(search_id)).scalar()
+    best = best_trial(session, search_id)
+    return best.id if best else None
 
 
 def healthiest_trial_id(session: Session, search_id: int) -> int | None:
     """The id of the trial with the healthiest curve, if any."""
-    return session.execute(healthiest_trial_query(search_id)).scalar()
+    return reads.healthiest_trial_id(session, search_id, COMPLETED, HEALTHY_WITHIN)
+
+
+def top_trial_ids(session: Session, search_id: int, k: int) -> list[int]:
+    """The first k trials of the ranking that have finished an epoch."""
+    return reads.top_trial_ids(session, search_id, k, RANKED)
+
+
+def list_searches(session: Session, newest_first: bool = True) -> list[reads.SearchListing]:
+    """Every search with its totals and best trial, in a fixed number of statements."""
+    return reads.list_searches(session, RANKED, newest_first)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sqlalchemy.orm import Session
 
-SAMPLERS = ("random", "grid")
+from lrsearch import store
+from lrsearch.models import Search
+from lrsearch.settings import SAMPLERS, SearchSpec
 
 
 def sample_learning_rates(
@@ -37,6 +40,10 @@ def trial_seed(search_seed: int, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
-def format_lr(lr: float) -> str:
-    """A rate for people: three significant digits."""
-    return f"{lr:.3g}"
+def create_search(session: Session, spec: SearchSpec) -> Search:
+    """Store a search and its trials, the rates drawn now from the search's seed."""
+    rates = sample_learning_rates(
+        spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
+    )
+    trials = [(lr, trial_seed(spec.seed, index)) for index, lr in enumerate(rates)]
+    return store.create_search(session, spec, trials)

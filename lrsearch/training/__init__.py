@@ -19,7 +19,14 @@ from lrsearch.training.datasets import (
     parse_dataset,
 )
 from lrsearch.training.mlp import MLP, check_layers, parameter_count, split_parameters
-from lrsearch.training.trainer import EpochFit, EpochMetrics, Trainer, TrainResult, train
+from lrsearch.training.trainer import (
+    EpochFit,
+    EpochMetrics,
+    Hyperparameters,
+    Trainer,
+    TrainResult,
+    train,
+)
 
 __all__ = [
     "DATASETS",
@@ -30,6 +37,7 @@ __all__ = [
     "DatasetNotFound",
     "EpochFit",
     "EpochMetrics",
+    "Hyperparameters",
     "TrainResult",
     "Trainer",
     "check_layers",

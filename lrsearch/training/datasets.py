@@ -127,9 +127,9 @@ _ARRAYS = ("x_train", "y_train", "x_val", "y_val")
 def synthetic_from_cache(params: dict[str, int], seed: int, data_dir: Path | None) -> Dataset:
     """A synthetic data set, generated once into `data_dir/cache` and memory-mapped after.
 
-    Every worker process then maps the same pages instead of generating (about 1 s for
-    60,000 x 784) and holding its own copy; while one process generates, the others wait
-    for it. Without a writable folder, each process generates its own.
+    Every worker process then maps the same pages instead of generating the data and
+    holding its own copy; while one process generates, the others wait for it. Without a
+    writable folder, each process generates its own.
     """
     if data_dir is None:
         return make_synthetic(**params, seed=seed)
@@ -171,7 +171,8 @@ def load_digits(seed: int = 0) -> Dataset:
 def digits_table() -> tuple[np.ndarray, np.ndarray]:
     """The digits' pixels (scaled to [0, 1]) and labels, read once per process.
 
-    Parsing the file takes about 20 ms; the fork server reads it for every worker.
+    Parsing the file takes longer than a digits trial trains; the fork server reads it for
+    every worker.
     """
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:

@@ -219,7 +219,7 @@ def _run_once(loops: dict, dtype: type) -> bool:
 
     The labels come both writable (a training batch's copy) and read-only (a data set's
     own, in evaluation): Numba compiles each kind apart, and a kind first met in a trial
-    cost a new worker 10-17 ms there.
+    would be compiled there, in a new worker's first trial.
     """
     x, b = np.ones((2, 3), dtype), np.ones(3, dtype)
     one = np.dtype(dtype).type(1)

@@ -82,8 +82,8 @@ class _Workspace:
 
 
 class _Views:
-    """A workspace's buffers cut to one pass's rows, once: slicing them anew cost every step
-    about 5 µs, of a digits step's 80."""
+    """A workspace's buffers cut to one pass's rows, once: slicing them anew was a visible
+    share of a small step's time."""
 
     def __init__(self, ws: _Workspace, rows: int) -> None:
         self.acts = [a[:rows] for a in ws.acts]

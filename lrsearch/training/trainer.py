@@ -49,6 +49,18 @@ class TrainResult:
 
 
 @dataclass(frozen=True)
+class Hyperparameters:
+    """What a search fixes for every trial's training; the rate and the seed are the trial's."""
+
+    layers: Sequence[int]  # input first, output last
+    epochs: int = 20
+    batch_size: int = 64
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass(frozen=True)
 class EpochFit:
     """The training half of an epoch: running loss and accuracy, or where it diverged."""
 
@@ -61,23 +73,15 @@ class EpochFit:
 class Trainer:
     """One network, its optimizer and buffers, trained an epoch at a time on a data set."""
 
-    def __init__(
-        self,
-        data: Dataset,
-        layers: Sequence[int],
-        lr: float,
-        *,
-        batch_size: int = 64,
-        beta1: float = 0.9,
-        beta2: float = 0.999,
-        eps: float = 1e-8,
-        seed: int = 0,
-    ) -> None:
-        layers = _check_arguments(data, layers, lr, batch_size, beta1, beta2, eps)
+    def __init__(self, data: Dataset, hyper: Hyperparameters, lr: float, *, seed: int = 0) -> None:
+        layers = _check_arguments(data, hyper, lr)
+        batch_size = hyper.batch_size
         kernels.use_compiled()  # the same floats as NumPy's passes, sooner
         init_seed, shuffle_seed = np.random.SeedSequence(seed).spawn(2)
         self.net = MLP(layers, seed=np.random.default_rng(init_seed), dtype=np.float32)
-        self.optimizer = Adam(self.net.params, float(lr), float(beta1), float(beta2), float(eps))
+        self.optimizer = Adam(
+            self.net.params, float(lr), float(hyper.beta1), float(hyper.beta2), float(hyper.eps)
+        )
         self.grad = np.zeros_like(self.net.params)
         self.batch_size = batch_size
         self.x_train, self.y_train = _as_arrays(data.x_train, data.y_train, layers)
@@ -134,23 +138,17 @@ class Trainer:
 
 def train(
     data: Dataset,
-    layers: Sequence[int],
+    hyper: Hyperparameters,
     lr: float,
     *,
-    epochs: int = 20,
-    batch_size: int = 64,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
     seed: int = 0,
     on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
 ) -> TrainResult:
     """Train an MLP; on_epoch runs after each epoch, and returning True stops it ("stopped")."""
+    epochs = hyper.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-    trainer = Trainer(
-        data, layers, lr, batch_size=batch_size, beta1=beta1, beta2=beta2, eps=eps, seed=seed
-    )
+    trainer = Trainer(data, hyper, lr, seed=seed)
     history: list[EpochMetrics] = []
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
@@ -172,15 +170,9 @@ def train(
     return TrainResult("completed", history)
 
 
-def _check_arguments(
-    data: Dataset,
-    layers: Sequence[int],
-    lr: float,
-    batch_size: int,
-    beta1: float,
-    beta2: float,
-    eps: float,
-) -> tuple[int, ...]:
+def _check_arguments(data: Dataset, hyper: Hyperparameters, lr: float) -> tuple[int, ...]:
+    layers, batch_size = hyper.layers, hyper.batch_size
+    beta1, beta2, eps = hyper.beta1, hyper.beta2, hyper.eps
     sizes = check_layers(layers)
     if sizes[0] != data.n_features or sizes[-1] != data.n_classes:
         raise ValueError(

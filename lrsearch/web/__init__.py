@@ -6,7 +6,7 @@ from flask import Flask
 from werkzeug.routing import IntegerConverter
 
 from lrsearch.extensions import csrf
-from lrsearch.search.spec import MAX_INTEGER
+from lrsearch.settings import MAX_INTEGER
 
 
 class IdConverter(IntegerConverter):

@@ -5,14 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 
 from flask import Blueprint, current_app, request, url_for
-from sqlalchemy import func, select
 
-from lrsearch import artifacts
+from lrsearch import artifacts, store
 from lrsearch.extensions import db
-from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
-from lrsearch.search import store
-from lrsearch.search.spec import MAX_INTEGER, SpecError, parse_spec
-from lrsearch.web import downloads, serialize
+from lrsearch.models import Search, Trial
+from lrsearch.search import ranking
+from lrsearch.search.sampler import create_search as store_search
+from lrsearch.settings import MAX_INTEGER, SpecError, parse_spec
+from lrsearch.store import reads
+from lrsearch.web import downloads, serialize, summaries
 from lrsearch.web.errors import ApiError
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,16 +35,14 @@ def json_body() -> dict:
 def start_search(raw: dict) -> Search:
     """Check settings and caps, then store the search (nothing is written on failure)."""
     spec = parse_spec(raw, current_app.config)
-    active = db.session.execute(
-        select(func.count()).select_from(Search).where(Search.status.in_((QUEUED, RUNNING)))
-    ).scalar_one()
+    active = reads.active_searches(db.session)
     if active >= current_app.config["MAX_ACTIVE_SEARCHES"]:
         raise ApiError(
             429,
             f"{active} searches are already queued or running; "
             f"the cap is {current_app.config['MAX_ACTIVE_SEARCHES']}",
         )
-    return store.create_search(db.session, spec)
+    return store_search(db.session, spec)
 
 
 @bp.post("/searches")
@@ -53,21 +52,20 @@ def create_search() -> tuple[dict, int, dict]:
         search = start_search(json_body())
     except SpecError as exc:
         raise ApiError(400, "invalid settings", errors=exc.errors) from None
-    summary = serialize.search_summary(search)
+    summary = summaries.search_summary(search)
     return {"id": search.id, **summary}, 201, {"Location": summary["api_url"]}
 
 
 @bp.get("/searches")
 def list_searches() -> dict:
     """Every search, newest first."""
-    searches = db.session.execute(select(Search).order_by(Search.id.desc())).scalars()
-    return {"searches": [serialize.search_summary(s) for s in searches]}
+    return {"searches": serialize.search_list(ranking.list_searches(db.session))}
 
 
 @bp.get("/searches/<int:search_id>")
 def search_detail(search_id: int) -> dict:
     """Progress, trials and ranking of one search."""
-    return serialize.search_detail(get_search(search_id))
+    return summaries.search_detail(get_search(search_id))
 
 
 @bp.get("/searches/<int:search_id>/epochs")
@@ -75,21 +73,24 @@ def search_epochs(search_id: int) -> dict:
     """Epochs of the current attempts with an id above `after`, column by column.
 
     `trials` (ids, comma-separated) keeps only those trials' epochs: a page drawing the best
-    few of thousands of trials fetches just their curves (see serialize.epochs_after).
+    few of thousands of trials fetches just their curves (see reads.epochs_after).
     """
     get_search(search_id)
-    return serialize.epochs_after(search_id, int_arg("after", 0), trial_ids=ids_arg("trials"))
+    after = int_arg("after", 0)
+    found = reads.epochs_after(db.session, search_id, after, trial_ids=ids_arg("trials"))
+    return serialize.epochs(found, after)
 
 
 @bp.get("/searches/<int:search_id>/poll")
 def search_poll(search_id: int) -> dict:
     """What changed since the page's last poll: new epochs and changed trials only."""
     search = get_search(search_id)
-    since = time_arg("since")
+    since, after = serialize.poll_window(time_arg("since")), int_arg("after", 0)
+    changed = reads.trials_changed(db.session, search_id, since)
     return {
-        **serialize.search_state(search),
-        "trials": serialize.trials_changed(search_id, serialize.poll_window(since)),
-        **serialize.epochs_after(search_id, int_arg("after", 0)),
+        **summaries.search_state(search),
+        "trials": [serialize.trial_row(t) for t in changed],
+        **serialize.epochs(reads.epochs_after(db.session, search_id, after), after),
     }
 
 
@@ -100,7 +101,7 @@ def cancel_search(search_id: int) -> dict:
     get_search(search_id)
     store.cancel_search(db.session, search_id)
     db.session.expire_all()
-    return serialize.search_summary(get_search(search_id))
+    return summaries.search_summary(get_search(search_id))
 
 
 @bp.get("/trials/<int:trial_id>")
@@ -109,22 +110,9 @@ def trial_detail(trial_id: int) -> dict:
     trial = db.session.get(Trial, trial_id)
     if trial is None:
         raise ApiError(404, f"no trial {trial_id}")
-    epochs = db.session.execute(
-        select(Epoch).where(Epoch.trial_id == trial_id).order_by(Epoch.attempt, Epoch.epoch)
-    ).scalars()
-    rows = [
-        {
-            f: serialize.number(getattr(e, f))
-            if f not in ("id", "trial_id", "epoch")
-            else getattr(e, f)
-            for f in serialize.EPOCH_FIELDS
-        }
-        | {"attempt": e.attempt}
-        for e in epochs
-    ]
     return {
         **serialize.trial_row(trial),
-        "epochs": rows,
+        "epochs": serialize.epoch_rows(reads.epochs_of_trial(db.session, trial_id)),
         "archive_url": url_for("files.trial_archive", trial_id=trial_id),
         "log_url": url_for("files.trial_log", trial_id=trial_id),
         "plot_url": url_for("files.trial_plot", trial_id=trial_id),

@@ -6,16 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, send_file, stream_with_context
-from sqlalchemy import select
 
 from lrsearch import artifacts
 from lrsearch.extensions import db
-from lrsearch.models import TRIAL_FINAL, Epoch, Search, Trial
-from lrsearch.search import plots
-from lrsearch.web import serialize
+from lrsearch.models import TRIAL_FINAL, Search, Trial
+from lrsearch.store import reads
+from lrsearch.web import summaries
 
 bp = Blueprint("files", __name__)
-CSV_HEADER = ("trial_index", "lr", "attempt", "epoch", *serialize.METRICS, "seconds")
+CSV_HEADER = ("trial_index", "lr", "attempt", "epoch", *reads.METRICS, "seconds")
 
 
 def trial_path(trial: Trial) -> Path:
@@ -38,18 +37,15 @@ def zip_response(entries: Iterator[tuple[str, Path | bytes]], filename: str) -> 
 def search_archive(search_id: int) -> Response:
     """Every trial's folder, epochs.csv and search.json, streamed."""
     search = db.get_or_404(Search, search_id, description=f"no search {search_id}")
-    detail = serialize.search_detail(search)
+    detail = summaries.search_detail(search)
     prefix = artifacts.search_folder_name(search_id)
 
     def entries() -> Iterator[tuple[str, Path | bytes]]:
         yield f"{prefix}/search.json", artifacts.json_bytes(detail)
-        rows = _epoch_rows(Trial.search_id == search_id)
+        rows = reads.epoch_rows(db.session, Trial.search_id == search_id)
         yield f"{prefix}/epochs.csv", artifacts.epochs_csv(rows, CSV_HEADER)
         # The view's session is gone once streaming starts: load the trials anew.
-        trials = db.session.execute(
-            select(Trial).where(Trial.search_id == search_id).order_by(Trial.index)
-        ).scalars()
-        for trial in trials.all():
+        for trial in reads.trials_of(db.session, search_id):
             yield from _trial_entries(trial, prefix + "/")
 
     return zip_response(entries(), f"{prefix}.zip")
@@ -60,37 +56,16 @@ def trial_archive(trial_id: int) -> Response:
     """One trial's folder (log.txt, plot) and its epochs as CSV."""
     trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
     name = trial_path(trial).name
-    rows = _epoch_rows(Trial.id == trial_id)
+    rows = reads.epoch_rows(db.session, Trial.id == trial_id)
     csv = (f"{name}/epochs.csv", artifacts.epochs_csv(rows, CSV_HEADER))
     return zip_response(iter([csv, *_trial_entries(trial, "")]), f"{name}.zip")
 
 
 def _trial_entries(trial: Trial, prefix: str) -> Iterator[tuple[str, Path]]:
     """A trial folder's files, its plot drawn first if it was left for later."""
-    plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     folder = trial_path(trial)
     return artifacts.trial_files(folder, prefix + folder.name)
-
-
-def _epoch_rows(where) -> Iterator[tuple]:
-    """Epoch rows for CSV, of every attempt, streamed from the database."""
-    return db.session.execute(
-        select(
-            Trial.index,
-            Trial.lr,
-            Epoch.attempt,
-            Epoch.epoch,
-            Epoch.loss,
-            Epoch.acc_train,
-            Epoch.val_loss,
-            Epoch.acc_val,
-            Epoch.seconds,
-        )
-        .join(Trial)
-        .where(where)
-        .order_by(Trial.index, Epoch.attempt, Epoch.epoch)
-        .execution_options(yield_per=5000)
-    )
 
 
 @bp.get("/trials/<int:trial_id>/log.txt")
@@ -114,7 +89,7 @@ def plot_ready(trial: Trial) -> bool:
 def trial_plot(trial_id: int) -> Response:
     """The trial's matplotlib plot, drawn now if it was left for later."""
     trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
-    path = plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    path = artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     if path is None:
         abort(404, description=f"trial {trial_id} has no plot until it ends")
     return send_file(path, mimetype="image/png", max_age=0)

@@ -1,4 +1,5 @@
-"""Forms of the pages: the new-search form (checked by parse_spec alone) and cancel."""
+"""Forms of the pages: the new-search form (one field per public setting, checked by
+parse_spec alone) and cancel."""
 
 from __future__ import annotations
 
@@ -6,35 +7,15 @@ from typing import Any
 
 from flask import current_app
 from flask_wtf import FlaskForm
-from wtforms import SelectField, StringField
+from wtforms import Field, SelectField, StringField
 
-from lrsearch.search.sampler import SAMPLERS
-from lrsearch.search.spec import SearchSpec
+from lrsearch.settings import PUBLIC_SETTINGS, SearchSpec, Setting
 
 
 class SearchForm(FlaskForm):
-    """Every setting of `flask lrsearch run`, as text; parse_spec says what is wrong."""
+    """Every public setting, as text; parse_spec says what is wrong."""
 
-    name = StringField("Name", description="optional, to tell searches apart")
-    dataset = StringField("Dataset", description="digits, mnist, synthetic or synthetic:NxDxK")
-    layers = StringField("Layer sizes", description="input first, output last")
-    lr_min = StringField("Smallest lr")
-    lr_max = StringField("Largest lr")
-    sampler = SelectField(
-        "Sampler",
-        choices=list(SAMPLERS),
-        validate_choice=False,
-        description="random: log-uniform draws; grid: log-spaced",
-    )
-    trials = StringField("Trials", description="learning rates to try")
-    epochs = StringField("Epochs", description="per trial")
-    batch_size = StringField("Batch size")
-    beta1 = StringField("Adam beta1")
-    beta2 = StringField("Adam beta2")
-    workers = StringField("Workers", description="trials of this search at once")
-    seed = StringField("Seed", description="of the rates and of every trial")
-
-    SETTINGS = tuple(SearchSpec.__dataclass_fields__)
+    SETTINGS = tuple(s.name for s in PUBLIC_SETTINGS)
 
     @classmethod
     def with_defaults(cls) -> SearchForm:
@@ -54,6 +35,20 @@ class SearchForm(FlaskForm):
                 self[name].errors = [*self[name].errors, message]
             else:
                 self.form_errors.append(f"{name}: {message}")
+
+
+def _form_field(setting: Setting) -> Field:
+    """A setting's field: a select where it has choices, else text."""
+    if setting.choices:
+        choices = list(setting.choices)
+        return SelectField(
+            setting.label, choices=choices, validate_choice=False, description=setting.help
+        )
+    return StringField(setting.label, description=setting.help)
+
+
+for _setting in PUBLIC_SETTINGS:
+    setattr(SearchForm, _setting.name, _form_field(_setting))
 
 
 class CancelForm(FlaskForm):

@@ -19,17 +19,15 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError
-from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from lrsearch import artifacts
+from lrsearch import artifacts, store
 from lrsearch.extensions import db
 from lrsearch.models import SEARCH_FINAL, Search, Trial
-from lrsearch.search import store
-from lrsearch.search.sampler import format_lr
-from lrsearch.search.spec import SpecError
+from lrsearch.search import ranking
+from lrsearch.settings import SpecError, format_lr
 from lrsearch.training import DATASETS
-from lrsearch.web import api, downloads, errors, serialize
+from lrsearch.web import api, downloads, errors, serialize, summaries
 from lrsearch.web.errors import ApiError
 from lrsearch.web.forms import CancelForm, SearchForm
 
@@ -42,8 +40,8 @@ CHART_PAGES_MAX_AGE = 24 * 3600
 @bp.get("/")
 def index() -> str:
     """Every search, newest first; live while any is active."""
-    searches = db.session.execute(db.select(Search).order_by(Search.id.desc())).scalars()
-    return render_template("index.html", searches=[serialize.search_summary(s) for s in searches])
+    searches = serialize.search_list(ranking.list_searches(db.session))
+    return render_template("index.html", searches=searches)
 
 
 @bp.route("/searches/new", methods=["GET", "POST"])
@@ -86,7 +84,7 @@ def render_new(form: SearchForm) -> str:
 def search(search_id: int) -> str:
     """One search: live curves, ranking, progress and cancel."""
     found = db.get_or_404(Search, search_id, description=f"no search {search_id}")
-    summary = serialize.search_summary(found)
+    summary = summaries.search_summary(found)
     top_k, drawn = first_curves(found)
     epochs_url = url_for("api.search_epochs", search_id=search_id) + "?after=0"
     if drawn is not None:
@@ -112,17 +110,11 @@ DEFAULT_TOP_K = 10
 def first_curves(search: Search) -> tuple[int, list[int] | None]:
     """The search page's first top K (0: all) and the trials it draws (None: all).
 
-    The best K by best validation accuracy (ties: the lower rate), as the page ranks them.
+    The first K of the ranking (see ranking.rank_key), as the page ranks them.
     """
     if search.n_trials <= ALL_CURVES_UP_TO:
         return 0, None
-    best = (
-        select(Trial.id)
-        .where(Trial.search_id == search.id, Trial.best_val_acc.is_not(None))
-        .order_by(Trial.best_val_acc.desc(), Trial.lr.asc())
-        .limit(DEFAULT_TOP_K)
-    )
-    return DEFAULT_TOP_K, list(db.session.execute(best).scalars())
+    return DEFAULT_TOP_K, ranking.top_trial_ids(db.session, search.id, DEFAULT_TOP_K)
 
 
 @bp.post("/searches/<int:search_id>/cancel")
@@ -144,7 +136,7 @@ def trial(trial_id: int) -> str:
     return render_template(
         "trial.html",
         trial=serialize.trial_row(found),
-        search=serialize.search_summary(found.search),
+        search=summaries.search_summary(found.search),
         log_text=log_text,
         has_plot=downloads.plot_ready(found),
         **chart_assets(),

@@ -1,22 +1,19 @@
-"""JSON shapes of the API, declared once; pages get the same shapes."""
+"""JSON shapes of the API, declared once; pages get the same shapes.
+
+Pure: rows and values in, dicts out. What to read is the views' and store.reads' to say.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from flask import url_for
-from sqlalchemy import func, select
 
-from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial, utcnow
 from lrsearch.search import ranking
-
-METRICS = ("loss", "acc_train", "val_loss", "acc_val")  # an epoch's numbers, as log.txt has them
-# `attempt` last: a page drops a trial's points when a new attempt restarts it.
-EPOCH_FIELDS = ("id", "trial_id", "epoch", *METRICS, "seconds", "attempt")
+from lrsearch.store.reads import EPOCH_FIELDS, EpochColumns, SearchListing, TrialTotals
 
 
 def when(value: datetime | None) -> str | None:
@@ -29,43 +26,10 @@ def number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-@dataclass(frozen=True)
-class TrialTotals:
-    """A search's trials in aggregate, as one GROUP BY gives them."""
-
-    counts: dict[str, int]  # trials per status
-    epochs_done: dict[str, int]  # finished epochs (current attempts) per status
-    seconds: float  # training seconds of the current attempts
-
-    def total_epochs(self) -> int:
-        return sum(self.epochs_done.values())
-
-
-def trial_totals(search_id: int) -> TrialTotals:
-    """Counts, epochs and seconds of a search's trials, without loading them."""
-    rows = db.session.execute(
-        select(
-            Trial.status,
-            func.count(),
-            func.coalesce(func.sum(Trial.epochs_done), 0),
-            func.coalesce(func.sum(Trial.seconds), 0.0),
-        )
-        .where(Trial.search_id == search_id)
-        .group_by(Trial.status)
-    ).all()
-    return TrialTotals(
-        counts={r[0]: r[1] for r in rows},
-        epochs_done={r[0]: r[2] for r in rows},
-        seconds=sum(r[3] for r in rows),
-    )
-
-
-def search_summary(search: Search, totals: TrialTotals | None = None) -> dict[str, object]:
-    """A search as the list and its own page show it."""
-    totals = totals or trial_totals(search.id)
+def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, object]:
+    """A search as the list and its own page show it; `best` its best trial's brief row."""
     done = totals.total_epochs()
     planned = search.n_trials * search.epochs
-    best = db.session.execute(ranking.best_trial_query(search.id, *BRIEF_COLUMNS)).first()
     return {
         "id": search.id,
         **search.config(),
@@ -84,7 +48,9 @@ def search_summary(search: Search, totals: TrialTotals | None = None) -> dict[st
     }
 
 
-BRIEF_COLUMNS = (Trial.id, Trial.index, Trial.lr, Trial.best_val_acc, Trial.best_epoch)
+def search_list(listings: list[SearchListing]) -> list[dict[str, object]]:
+    """Summaries of a list of searches."""
+    return [search_summary(x.search, x.totals, x.best) for x in listings]
 
 
 def trial_brief(trial) -> dict[str, object]:
@@ -118,6 +84,7 @@ def trial_row(trial: Trial) -> dict[str, object]:
         "final_val_loss": number(trial.final_val_loss),
         "min_val_loss": number(trial.min_val_loss),
         "gap": number(ranking.gap(trial)),
+        "rank_key": [number(part) for part in ranking.rank_key(trial)],
         "seconds": number(trial.seconds),
         "started_at": when(trial.started_at),
         "finished_at": when(trial.finished_at),
@@ -126,18 +93,20 @@ def trial_row(trial: Trial) -> dict[str, object]:
     }
 
 
-def search_detail(search: Search) -> dict[str, object]:
-    """A search with every trial, the ranking's two answers and an ETA."""
-    return {**search_state(search), "trials": [trial_row(t) for t in search.trials]}
+def search_detail(state: dict[str, object], trials: list[Trial]) -> dict[str, object]:
+    """A search's state (see search_state) with every trial."""
+    return {**state, "trials": [trial_row(t) for t in trials]}
 
 
-def search_state(search: Search) -> dict[str, object]:
-    """The search's summary, the ranking's two answers, an ETA: no trial is loaded."""
-    totals = trial_totals(search.id)
+def search_state(
+    search: Search, totals: TrialTotals, best, healthiest_id: int | None
+) -> dict[str, object]:
+    """The search's summary, the ranking's two answers and its window, an ETA."""
     return {
-        "search": search_summary(search, totals),
-        "best_trial_id": ranking.best_trial_id(db.session, search.id),
-        "healthiest_trial_id": ranking.healthiest_trial_id(db.session, search.id),
+        "search": search_summary(search, totals, best),
+        "best_trial_id": best.id if best else None,
+        "healthiest_trial_id": healthiest_id,
+        "healthy_within": ranking.HEALTHY_WITHIN,
         "eta_seconds": eta_seconds(search, totals),
         "server_time": when(utcnow()),
     }
@@ -157,37 +126,23 @@ def eta_seconds(search: Search, totals: TrialTotals) -> float | None:
     return max(left, 0) * per_epoch / parallel
 
 
-def epochs_after(
-    search_id: int, after: int, limit: int = 200_000, trial_ids: Sequence[int] | None = None
-) -> dict[str, object]:
-    """Epochs of the trials' current attempts with id > after, column by column.
-
-    `trial_ids` keeps only those trials' epochs. `last_id` is where to go on from: the last
-    row's id while rows are left (`complete` false), then the newest epoch id there was,
-    whichever trial's. So a page that draws only some trials' curves fetches them this way
-    and polls on from there, skipping the others' epochs until it asks for them whole.
-    """
-    # Read first, and the rows bounded by it: each statement may see newer commits.
-    newest = max(after, db.session.execute(select(func.max(Epoch.id))).scalar() or 0)
-    query = (
-        select(*(getattr(Epoch, f) for f in EPOCH_FIELDS))
-        .join(Trial, (Trial.id == Epoch.trial_id) & (Trial.attempt == Epoch.attempt))
-        .where(Trial.search_id == search_id, Epoch.id > after, Epoch.id <= newest)
-        .order_by(Epoch.id)
-        .limit(limit)
-    )
-    if trial_ids is not None:
-        query = query.where(Epoch.trial_id.in_(trial_ids))
-    rows = db.session.execute(query).all()
-    transposed = zip(*rows, strict=True) if rows else ([] for _ in EPOCH_FIELDS)
-    columns = {f: _finite(list(column)) for f, column in zip(EPOCH_FIELDS, transposed, strict=True)}
-    complete = len(rows) < limit
+def epochs(found: EpochColumns, after: int) -> dict[str, object]:
+    """Epochs column by column (see reads.epochs_after), and where to go on from."""
     return {
         "after": after,
-        "last_id": newest if complete else rows[-1][0],
-        "complete": complete,
-        "epochs": columns,
+        "last_id": found.last_id,
+        "complete": found.complete,
+        "epochs": {name: _finite(column) for name, column in found.columns.items()},
     }
+
+
+def epoch_rows(rows: Iterable[Epoch]) -> list[dict[str, object]]:
+    """Epochs one by one, as a trial's detail lists them."""
+    exact = ("id", "trial_id", "epoch", "attempt")
+    return [
+        {f: getattr(e, f) if f in exact else number(getattr(e, f)) for f in EPOCH_FIELDS}
+        for e in rows
+    ]
 
 
 def _finite(column: list) -> list:
@@ -195,16 +150,6 @@ def _finite(column: list) -> list:
     if all(map(math.isfinite, column)):
         return column
     return [number(v) for v in column]
-
-
-def trials_changed(search_id: int, since: datetime) -> list[dict[str, object]]:
-    """Trials of the search whose row changed at or after `since`."""
-    trials = db.session.execute(
-        select(Trial)
-        .where(Trial.search_id == search_id, Trial.updated_at >= since)
-        .order_by(Trial.index)
-    ).scalars()
-    return [trial_row(t) for t in trials]
 
 
 def poll_window(since: datetime | None) -> datetime:

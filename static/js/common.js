@@ -33,6 +33,12 @@ window.lrsearch = (() => {
     return (value >= 0 ? "+" : "−") + Math.abs(value).toFixed(decimals);
   }
 
+  /** An accuracy difference (a fraction) in percentage points: 0.05 -> "5 points". */
+  function points(fraction) {
+    if (fraction === null || fraction === undefined || !Number.isFinite(fraction)) return DASH;
+    return `${formatG(fraction * 100, 3)} points`;
+  }
+
   function duration(seconds) {
     if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return DASH;
     const s = Math.max(0, Math.round(seconds));
@@ -241,7 +247,7 @@ window.lrsearch = (() => {
   };
 
   return {
-    DASH, SEARCH_FINAL, TRIAL_FINAL, formatG, formatLr, fixed, signed, duration, localTime,
+    DASH, SEARCH_FINAL, TRIAL_FINAL, formatG, formatLr, fixed, signed, points, duration, localTime,
     el, statusBadge, setStatus, fetchJSON, poll, statusColor, scale, scaleColor, lrPosition,
     baseLayout, plotConfig, logTicks, logAxis, epochAxis,
   };

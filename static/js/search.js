@@ -9,7 +9,6 @@
   // Rows of the ranking drawn until asked for all: thousands of rows took Chromium seconds
   // to lay out on every redraw.
   const TABLE_ROWS = 100;
-  const HEALTHY_WITHIN = "5 points";
 
   const state = {
     search: JSON.parse(root.dataset.search),
@@ -19,6 +18,7 @@
     since: null,
     bestId: null,
     healthyId: null,
+    healthyWithin: null, // the server's window for the healthiest curve, as a fraction
     eta: null,
     sort: { key: "best_val_acc", descending: true },
     showTrain: false,
@@ -89,6 +89,7 @@
   function applyRanking(data) {
     state.bestId = data.best_trial_id;
     state.healthyId = data.healthiest_trial_id;
+    state.healthyWithin = data.healthy_within;
     state.eta = data.eta_seconds;
     state.search = data.search;
     state.since = data.server_time;
@@ -180,28 +181,33 @@
     gap: { value: (t) => (t.gap === null ? null : Math.abs(t.gap)), descending: false },
   };
 
-  // As the server's ranking: trials that failed, diverged or were cut short come last.
-  const sound = (t) => (["completed", "running"].includes(t.status) ? 0 : 1);
+  /** The server's ranking order: each trial carries its key (ranking.rank_key). */
+  function byRank(a, b) {
+    for (let i = 0; i < a.rank_key.length; i++) {
+      if (a.rank_key[i] !== b.rank_key[i]) return a.rank_key[i] < b.rank_key[i] ? -1 : 1;
+    }
+    return a.index - b.index;
+  }
 
+  // Any column: the trials the ranking puts last (failed, diverged, cut short) stay last,
+  // and ties keep the ranking's order.
   function sortedTrials() {
     const { value } = SORTS[state.sort.key];
     const sign = state.sort.descending ? -1 : 1;
     return [...state.trials.values()].sort((a, b) => {
-      if (sound(a) !== sound(b)) return sound(a) - sound(b);
+      if (a.rank_key[0] !== b.rank_key[0]) return a.rank_key[0] - b.rank_key[0];
       const [x, y] = [value(a), value(b)];
-      if (x === null || x === undefined) return y === null || y === undefined ? a.index - b.index : 1;
+      if (x === null || x === undefined) return y === null || y === undefined ? byRank(a, b) : 1;
       if (y === null || y === undefined) return -1;
-      return x === y ? a.index - b.index : sign * (x - y);
+      return x === y ? byRank(a, b) : sign * (x - y);
     });
   }
 
-  /** Ids of the trials drawn: all, or the top K by best validation accuracy. */
+  /** Ids of the trials drawn: all, or the first K of the ranking with an epoch done. */
   function shownIds() {
     const trials = [...state.trials.values()];
     if (!state.topK || state.topK >= trials.length) return new Set(trials.map((t) => t.id));
-    const ranked = trials
-      .filter((t) => t.best_val_acc !== null)
-      .sort((a, b) => b.best_val_acc - a.best_val_acc || a.lr - b.lr);
+    const ranked = trials.filter((t) => t.best_val_acc !== null).sort(byRank);
     return new Set(ranked.slice(0, state.topK).map((t) => t.id));
   }
 
@@ -256,7 +262,7 @@
     $("answer-healthy-note").textContent = healthy
       ? `final train ${L.fixed(healthy.final_acc_train)}, val ${L.fixed(healthy.final_val_acc)}, ` +
         `gap ${L.signed(healthy.gap)}${soFar}`
-      : `known once trials complete (within ${HEALTHY_WITHIN} of the top)`;
+      : `known once trials complete (within ${L.points(state.healthyWithin)} of the top)`;
   }
 
   // ---- ranking table -------------------------------------------------------------------

@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from benchmarks import serve
+from lrsearch import testing
 from tests.faults import children_of, pid_alive
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = [*serve.CHROMIUM_ARGS, "--disable-gpu"]
+CHROMIUM_ARGS = [*testing.CHROMIUM_ARGS, "--disable-gpu"]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -33,7 +33,7 @@ def server(server_data) -> Iterator[str]:
     data_dir = server_data
     env = {"LRSEARCH_SECRET_KEY": "test", "PYTHONUNBUFFERED": "1"}
     with (data_dir / "server.log").open("w") as log:
-        with serve.server(str(data_dir), log=log, **env) as (host, port, process):
+        with testing.server(str(data_dir), log=log, **env) as (host, port, process):
             yield f"http://{host}:{port}"
             family = children_of(process.pid)
     deadline = time.monotonic() + 10
@@ -49,7 +49,7 @@ def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=serve.CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=testing.CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 

@@ -254,8 +254,8 @@ def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(
     from lrsearch import create_app
     from lrsearch.extensions import db
     from lrsearch.models import COMPLETED, RUNNING, Epoch, Search, Trial, utcnow
-    from lrsearch.search import store
-    from lrsearch.search.spec import SearchSpec
+    from lrsearch.search.sampler import create_search
+    from lrsearch.settings import SearchSpec
 
     app = create_app({"DATA_DIR": str(server_data), "SECRET_KEY": "test"})
 
@@ -276,7 +276,7 @@ def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(
         # it queued (it would claim and train it) and neither claims nor times it out.
         with monkeypatch.context() as patch:
             patch.setattr(db.session, "commit", db.session.flush)
-            search = store.create_search(db.session, SearchSpec(trials=1, epochs=5, name="late"))
+            search = create_search(db.session, SearchSpec(trials=1, epochs=5, name="late"))
         search.status = RUNNING
         trial = search.trials[0]
         trial.status, trial.attempt, trial.worker = RUNNING, 1, "elsewhere:1"
@@ -330,3 +330,43 @@ def test_search_json_api_is_json(server):
     with urllib.request.urlopen(f"{server}/api/searches") as response:
         body = json.load(io.TextIOWrapper(response, encoding="utf-8"))
     assert "searches" in body
+
+
+def test_the_page_ranks_by_the_servers_keys_and_shows_its_window(page, server, server_data):
+    """Failed and diverged trials last, a tie in accuracy by the lower rate: the order the
+    API's rank keys give, which the page does not work out itself; the healthiest curve's
+    window, before any trial completes, as the API says it."""
+    from lrsearch import create_app
+    from lrsearch.extensions import db
+    from lrsearch.models import COMPLETED, DIVERGED, FAILED, RUNNING, Search, Trial
+    from lrsearch.settings import SearchSpec
+
+    app = create_app({"DATA_DIR": str(server_data), "SECRET_KEY": "test"})
+    rates = [(0.001, 1), (0.003, 2), (0.002, 3), (0.004, 4), (0.005, 5)]
+    # (status, best val acc): the best one failed; a tie between the second and the third,
+    # the third with the lower rate
+    made = [(FAILED, 0.99), (RUNNING, 0.90), (RUNNING, 0.90), (DIVERGED, 0.95), (RUNNING, 0.50)]
+    with app.app_context():
+        search = Search.from_spec(SearchSpec(trials=5, epochs=3, name="ranked"), status=RUNNING)
+        search.trials = [
+            Trial(index=i, lr=lr, seed=seed, status=status, attempt=1, epochs_done=1,
+                  best_val_acc=best, best_epoch=1, worker="elsewhere:1")
+            for i, ((lr, seed), (status, best)) in enumerate(zip(rates, made, strict=True))
+        ]  # fmt: skip
+        db.session.add(search)  # running elsewhere: this server's runner never claims it
+        db.session.commit()
+        search_id = search.id
+        page.goto(f"/searches/{search_id}")
+        wait_for_rows(page, 5)
+        detail = page.request.get(f"/api/searches/{search_id}").json()
+        by_key = sorted(detail["trials"], key=lambda t: t["rank_key"])
+        assert [t["index"] for t in by_key] == [2, 1, 4, 0, 3]  # then the unranked
+        assert ranking_column(page, "Trial") == [str(t["index"]) for t in by_key]
+        assert detail["healthy_within"] == 0.05
+        assert "within 5 points of the top" in page.locator("#answer-healthy-note").inner_text()
+        db.session.execute(
+            update(Trial).where(Trial.search_id == search_id).values(status=COMPLETED)
+        )
+        db.session.execute(update(Search).where(Search.id == search_id).values(status=COMPLETED))
+        db.session.commit()
+        db.engine.dispose()

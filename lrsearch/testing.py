@@ -1,8 +1,14 @@
-"""Start the real server (gunicorn + its runner) on a free port, for benchmarks and tests."""
+"""What the test suite and the benchmarks share.
+
+The real server (gunicorn + its runner) started on a free port, requests to it, the
+Chromium both drive, and where a search's worker time went (from its records). Standard
+library only: importing it loads no Flask, SQLAlchemy or NumPy of its own.
+"""
 
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import signal
@@ -12,8 +18,12 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-ROOT = Path(__file__).resolve().parent.parent
+if TYPE_CHECKING:
+    from lrsearch.models import Search
+
+ROOT = Path(__file__).resolve().parent.parent  # lrsearch/testing.py -> the repository root
 # Debian's chromium (never a downloaded browser build), as the benchmarks and tests drive it.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -101,3 +111,42 @@ def request(
         conn.close()
     kind = response.getheader("Content-Type", "")
     return response.status, json.loads(data) if "json" in kind else data
+
+
+def worker_time(search: Search) -> dict[str, float]:
+    """Where the workers' wall time went, in seconds per worker, from the search's records.
+
+    - training: its epochs, as the trainer timed them (validation included);
+    - in trials: the rest of its trials, from the start of each to its end (data set,
+      database, log.txt, the plot);
+    - before: from the search's creation to its first trial's start (claim, process start);
+    - between: from the end of one of its trials to the start of its next;
+    - at the end: from its last trial's end to the search's last trial's end.
+    Per worker they add up to the search's wall time, creation to last end.
+    """
+    by_worker = trials_by_worker(search)
+    end = max(t.finished_at for t in search.trials)
+    totals = dict.fromkeys(("training", "in trials", "before", "between", "at the end"), 0.0)
+    for trials in by_worker.values():
+        training = sum(t.seconds for t in trials)
+        totals["training"] += training
+        totals["in trials"] += sum(_seconds(t.started_at, t.finished_at) for t in trials)
+        totals["in trials"] -= training
+        totals["before"] += _seconds(search.created_at, trials[0].started_at)
+        totals["between"] += sum(
+            _seconds(a.finished_at, b.started_at) for a, b in itertools.pairwise(trials)
+        )
+        totals["at the end"] += _seconds(trials[-1].finished_at, end)
+    return {key: total / len(by_worker) for key, total in totals.items()}
+
+
+def trials_by_worker(search: Search) -> dict[str, list]:
+    """The search's trials per worker (host:pid of its last attempt), each in start order."""
+    by_worker: dict[str, list] = {}
+    for trial in sorted(search.trials, key=lambda t: t.started_at):
+        by_worker.setdefault(trial.worker, []).append(trial)
+    return by_worker
+
+
+def _seconds(start, end) -> float:
+    return (end - start).total_seconds()

@@ -1,11 +1,11 @@
-"""Starting the fork server that worker processes fork from (runner.ProcessSlots).
+"""The fork server that worker processes fork from (local.ProcessSlots).
 
-The fork server imports the workers' modules (see forkserver.py): 1.6-2.1 s of one core.
-Started by the first worker, it began only after the command line had imported the app
-(0.9 s more, on the other core, idle while it waited), so a command that runs workers
-starts it at once, from `lrsearch/__init__.py`, before anything heavy is imported: the two
-imports then share the machine's cores. For that reason this module imports only a little
-of the standard library, and multiprocessing only when it starts the server.
+The fork server imports the workers' modules once (see preload.py), which takes a core
+for longer than the command line takes to import the app. Started by the first worker,
+it began only after those imports, with the other core idle meanwhile; so the commands
+that run workers start it first (`app.py` calls `start_for_command`), and the two imports
+share the machine's cores. For that reason this module imports only a little of the
+standard library, and multiprocessing only when it starts the server.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 # What the fork server imports once, so that every worker forked from it has it ready.
-PRELOAD = ["lrsearch.search.forkserver"]
+PRELOAD = ["lrsearch.execution.preload"]
 
 # The `flask --app app lrsearch ...` commands that start worker processes.
 COMMANDS_WITH_WORKERS = ("run", "runner")
@@ -43,7 +43,7 @@ def start_fork_server() -> None:
     It starts with Ctrl-C ignored, as it ignores it anyway once its imports are done: a
     Ctrl-C during them (the first 2 s of a command-line search) printed their
     KeyboardInterrupt traceback beside the command's own message. The workers forked from it
-    ignore Ctrl-C too (worker.init_worker); the runner stops them.
+    ignore Ctrl-C too (process.init_worker); the runner stops them.
     """
     import signal
     import threading
@@ -65,7 +65,7 @@ def start_fork_server() -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def start_early(argv: Sequence[str]) -> bool:
+def start_for_command(argv: Sequence[str]) -> bool:
     """Start the fork server now if `argv` is a command that will run workers; return whether.
 
     The command line `flask [options] lrsearch run|runner ...`: its app is imported before
@@ -89,9 +89,9 @@ def fork_server_finds_the_package() -> None:
     Before Python 3.12.8 and 3.13.1 the fork server ignores its parent's sys.path (CPython
     gh-117378): started outside the checkout, e.g. `flask --app ~/lrsearch/app.py` from
     another folder, it failed to import PRELOAD, silently, and each new worker paid the
-    imports and the loops' compilation in its first trial (0.45 s on digits, where a trial
-    takes 0.04 s). It does read PYTHONPATH, which it inherits from the runner's environment
-    (as would any process the runner started later); an installed package needs none of this.
+    imports and the loops' compilation in its first trial, many times what a digits trial
+    takes. It does read PYTHONPATH, which it inherits from the runner's environment (as
+    would any process the runner started later); an installed package needs none of this.
     """
     root = str(Path(__file__).resolve().parents[2])
     installed = {*site.getsitepackages(), site.getusersitepackages()}

@@ -1,12 +1,11 @@
-"""Statements compiled once and run on the DBAPI cursor, for the writes made every epoch.
+"""The prepared fast path: statements compiled once and run on the DBAPI cursor.
 
-Through a SQLAlchemy Connection, an epoch's write (two statements and a commit) cost about
-1.1 ms of CPU in a trial, most of it the execution context (cache key, parameter and result
-set-up) run after an epoch of training had evicted that code from the CPU's caches; this
-way it costs about 0.5 ms. On digits, where an epoch takes 3-6 ms, the 20 writes had been
-22.6 ms of a trial's 32 ms outside its epochs. SQLAlchemy still writes the SQL for each
-dialect and converts each value as it would (its types' bind processors); only the
-per-call machinery is skipped.
+Used for what runs for every trial or epoch (a claim, a trial's start, each epoch's write
+and its end), where SQLAlchemy's per-call machinery (cache key, parameter and result
+set-up), run after an epoch of training has evicted its code from the CPU's caches, cost
+more than the statements themselves (figures in benchmarks/README.md). SQLAlchemy still
+writes the SQL for each dialect and converts each value as it would (its types' bind
+processors); only the per-call machinery is skipped.
 """
 
 from __future__ import annotations
@@ -64,7 +63,7 @@ def run_in_transaction(connection: Connection, steps) -> Any:
     execute(statement, values) returns the cursor. The connection must have no SQLAlchemy
     transaction open (its own would be committed or rolled back behind its back). Commits;
     on an error rolls back and raises it as SQLAlchemy's exception of the same kind
-    (OperationalError for a locked database, so the store's retry applies).
+    (OperationalError for a locked database, so transactions.retry_transaction applies).
     """
     if connection.in_transaction():
         raise RuntimeError("run_in_transaction needs a connection outside a transaction")

@@ -1,0 +1,133 @@
+"""What a worker process does: train one trial, writing each epoch as it ends.
+
+Everything here runs in a child process and receives plain values only; the process
+builds its own engine after it started, and never shares one with its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from functools import cache
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from lrsearch import artifacts
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
+from lrsearch.store import (
+    begin_attempt,
+    finish_trial,
+    process_engine,
+    retry_transaction,
+    write_epoch,
+)
+from lrsearch.training import EpochMetrics, load_dataset, train
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def worker_engine(database_url: str) -> Engine:
+    """This process's own engine, built after the process started."""
+    return process_engine(database_url)
+
+
+def worker_name() -> str:
+    """host:pid of this process."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class LogFolderError(RuntimeError):
+    """The trial's log folder cannot be written (disk full, permissions)."""
+
+
+def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
+    """Train one trial in this worker process; return its final status.
+
+    One connection serves the trial, all on its DBAPI cursor: its start, each epoch's write
+    and its end (see store.attempts).
+    """
+    with worker_engine(database_url).connect() as connection:
+        trial, search = begin_attempt(connection, trial_id, attempt, worker_name())
+        spec = search.spec()
+        folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
+        data = load_dataset(spec.dataset, artifacts.datasets_root(data_dir), seed=spec.seed)
+        log_path = folder / artifacts.LOG_NAME
+        log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
+        history: list[dict[str, float]] = []
+        stop_reason: list[str] = []
+
+        def on_epoch(metrics: EpochMetrics) -> bool:
+            history.append(dict(vars(metrics)))  # not asdict: its deep copy is slower
+            reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history))
+            line = artifacts.log_line(
+                metrics.epoch,
+                metrics.epochs,
+                metrics.loss,
+                metrics.acc_train,
+                metrics.val_loss,
+                metrics.acc_val,
+            )
+            _writing(log_path, lambda: log_file.write(line + "\n"))
+            if reason:
+                stop_reason.append(reason)
+            return bool(reason)
+
+        cpu_started = time.process_time()
+        try:
+            result = train(data, spec.training(), trial.lr, seed=trial.seed, on_epoch=on_epoch)
+        finally:
+            _writing(log_path, log_file.close)
+        # CPU time, not wall time: with more workers than cores a trial takes longer, but
+        # its plot is no smaller a share of the work.
+        inline_plot = time.process_time() - cpu_started >= artifacts.INLINE_AFTER_SECONDS
+        if history and inline_plot:
+            plot = folder / artifacts.PLOT_NAME
+            title = artifacts.plot_title(trial, spec.dataset)
+            _writing(plot, lambda: artifacts.draw_plot(plot, title, history))
+        if stop_reason == ["lost"]:
+            return "lost"
+        finished = result.status == "completed" or len(history) == spec.epochs
+        status = DIVERGED if result.status == "diverged" else COMPLETED if finished else CANCELLED
+        pending = bool(history) and not inline_plot
+        finish_trial(connection, trial_id, attempt, status, result.message or None, pending)
+    return status
+
+
+def draw_plots(trial_ids: list[int], database_url: str, data_dir: str) -> int:
+    """Draw the plots that short trials left for later; return how many are there now."""
+
+    def draw(session: Session, trial_id: int) -> bool:
+        trial = session.get(Trial, trial_id)
+        return bool(trial and artifacts.ensure_plot(session, trial, data_dir))
+
+    with Session(worker_engine(database_url)) as session:
+        return sum(retry_transaction(session, lambda s, t=t: draw(s, t)) for t in trial_ids)
+
+
+def _writing(path: Path, write):
+    """Run a write to the log folder; a failure names the path and the reason."""
+    try:
+        return write()
+    except OSError as exc:
+        raise LogFolderError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def summarize(history: list[dict[str, float]]) -> dict[str, float | int | None]:
+    """The trial's best and final metrics after the epochs so far."""
+    best = max(history, key=lambda e: e["acc_val"])
+    last = history[-1]
+    return {
+        "best_val_acc": best["acc_val"],
+        "best_epoch": best["epoch"],
+        "min_val_loss": min(e["val_loss"] for e in history),
+        "final_loss": last["loss"],
+        "final_acc_train": last["acc_train"],
+        "final_val_loss": last["val_loss"],
+        "final_val_acc": last["acc_val"],
+        "seconds": sum(e["seconds"] for e in history),
+    }

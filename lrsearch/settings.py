@@ -1,0 +1,277 @@
+"""A search's settings, declared once: the form, the CLI options, the JSON API's keys, the
+Search row and the trainer's hyper-parameters all come from `SearchSpec`'s fields.
+
+A new setting needs its field here (with its checks and help text), its column on
+`Search` with a migration, and its use; nothing else lists the settings.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from lrsearch.training import DatasetError, Hyperparameters, dataset_shape
+
+LR_FLOOR, LR_CEILING = 1e-8, 10.0
+MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, the seed) are 32-bit signed on PostgreSQL
+MAX_SEED = MAX_INTEGER
+SAMPLERS = ("random", "grid")
+_SIGNED_DECIMAL = re.compile(r"[+-]?\d+")
+
+
+class SpecError(ValueError):
+    """Settings that cannot start a search; `errors` maps each field to its reason."""
+
+    def __init__(self, errors: dict[str, str]):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+Check = Callable[[Any, Mapping[str, Any]], "str | None"]  # (value, limits) -> problem
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is read, checked, shown and stored."""
+
+    name: str
+    convert: Callable[[Any], Any]  # text or JSON value -> Python value, ValueError if not
+    check: Check  # the converted value against the app's caps
+    label: str  # the form's label
+    help: str  # the form's description and the CLI option's help
+    column: str  # the Search attribute that stores it, the name of its column too
+    choices: tuple[str, ...] = ()  # a select in the form
+    public: bool = True  # taken from the form, the CLI and the API (else: fixed, stored only)
+
+    @property
+    def flag(self) -> str:
+        """The CLI option: --batch-size for batch_size."""
+        return "--" + self.name.replace("_", "-")
+
+
+def setting(default: Any, convert, check: Check | None = None, **about: Any) -> Any:
+    """A SearchSpec field: its default, and the Setting (name and column filled in later)."""
+    metadata = {"about": (convert, check or (lambda v, limits: None), about)}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    # \d (like isdecimal) is what int() reads; isdigit would also pass "²", which int() refuses.
+    if isinstance(value, str) and _SIGNED_DECIMAL.fullmatch(value.strip()) and len(value) < 20:
+        return int(value.strip())
+    raise ValueError("must be a whole number")
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError("must be a number")
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):
+        raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be text")
+    # A lone surrogate cannot be stored as UTF-8, and PostgreSQL text refuses NUL.
+    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value.strip()):
+        raise ValueError("must not contain control characters or unpaired surrogates")
+    return value.strip()
+
+
+def _layers(value: Any) -> list[int]:
+    if isinstance(value, str):
+        parts = [p for p in value.replace(" ", "").split(",")]
+        if len(value) > 400 or not all(p.isdecimal() for p in parts):
+            raise ValueError("must be whole numbers separated by commas, like 64,128,10")
+        return [int(p) for p in parts]
+    if isinstance(value, list) and value:
+        return [_integer(v) for v in value]
+    raise ValueError("must be a list of layer sizes, like [64, 128, 10]")
+
+
+def _between(low: float | str, high: float | str) -> Check:
+    """Within [low, high]; a bound given as text is the app's cap of that name."""
+
+    def check(value: float, limits: Mapping[str, Any]) -> str | None:
+        bounds = [limits[b] if isinstance(b, str) else b for b in (low, high)]
+        if bounds[0] <= value <= bounds[1]:
+            return None
+        shown = [f"{x:g}" if isinstance(x, float) else str(x) for x in bounds]  # not 2.1e+09
+        return f"must be between {shown[0]} and {shown[1]}"
+
+    return check
+
+
+def _at_most(characters: int) -> Check:
+    return lambda v, limits: (
+        None if len(v) <= characters else f"must be at most {characters} characters"
+    )
+
+
+def _beta(value: float, limits: Mapping[str, Any]) -> str | None:
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    """Everything that defines a search; the seed's settings are the defaults."""
+
+    name: str = setting(
+        "", _text, _at_most(200), label="Name", help="optional, to tell searches apart"
+    )
+    dataset: str = setting(
+        "digits", _text, _at_most(100), label="Dataset",
+        help="digits, mnist, synthetic or synthetic:NxDxK",
+    )  # fmt: skip
+    layers: list[int] = setting(
+        [64, 128, 10], _layers, label="Layer sizes", help="input first, output last, e.g. 64,128,10"
+    )
+    lr_min: float = setting(
+        1e-4, _number, _between(LR_FLOOR, LR_CEILING), label="Smallest lr",
+        help="smallest learning rate",
+    )  # fmt: skip
+    lr_max: float = setting(
+        1e-2, _number, _between(LR_FLOOR, LR_CEILING), label="Largest lr",
+        help="largest learning rate",
+    )  # fmt: skip
+    sampler: str = setting(
+        "random", _text, label="Sampler", help="random: log-uniform draws; grid: log-spaced",
+        choices=SAMPLERS,
+    )  # fmt: skip
+    trials: int = setting(
+        4, _integer, _between(1, "MAX_TRIALS"), label="Trials", help="learning rates to try",
+        column="n_trials",
+    )  # fmt: skip
+    epochs: int = setting(
+        20, _integer, _between(1, "MAX_EPOCHS"), label="Epochs", help="epochs per trial"
+    )
+    batch_size: int = setting(
+        64, _integer, _between(1, 65536), label="Batch size", help="minibatch size"
+    )
+    beta1: float = setting(0.9, _number, _beta, label="Adam beta1", help="Adam's beta1")
+    beta2: float = setting(0.999, _number, _beta, label="Adam beta2", help="Adam's beta2")
+    eps: float = setting(1e-8, _number, label="Adam epsilon", help="Adam's epsilon", public=False)
+    workers: int = setting(
+        2, _integer, _between(1, "MAX_WORKERS"), label="Workers",
+        help="trials of this search at once",
+    )  # fmt: skip
+    seed: int = setting(
+        0, _integer, _between(0, MAX_SEED), label="Seed", help="of the rates and of every trial"
+    )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values of the public settings, as the JSON API takes them."""
+        values = asdict(self)
+        return {s.name: values[s.name] for s in PUBLIC_SETTINGS}
+
+    def training(self) -> Hyperparameters:
+        """What the trainer needs of these settings."""
+        return Hyperparameters(**{f.name: getattr(self, f.name) for f in fields(Hyperparameters)})
+
+
+def _declared(spec_field) -> Setting:
+    convert, check, about = spec_field.metadata["about"]
+    about = {"column": spec_field.name, **about}
+    return Setting(spec_field.name, convert, check, **about)
+
+
+SETTINGS: tuple[Setting, ...] = tuple(_declared(f) for f in fields(SearchSpec))
+PUBLIC_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.public)
+
+
+def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[dict, dict]:
+    """Convert and range-check each public setting on its own."""
+    defaults, values, errors = asdict(SearchSpec()), {}, {}
+    for spec in PUBLIC_SETTINGS:
+        name = spec.name
+        value = raw.get(name)
+        if value is None or value == "":
+            if name == "name" or name not in raw:
+                values[name] = defaults[name]
+                continue
+            errors[name] = "is required"
+            continue
+        try:
+            values[name] = spec.convert(value)
+        except ValueError as exc:
+            errors[name] = str(exc)
+            continue
+        problem = spec.check(values[name], limits)
+        if not problem and spec.choices and values[name] not in spec.choices:
+            problem = f"must be one of {spec.choices}"
+        if problem:
+            errors[name] = problem
+    return values, errors
+
+
+def _check_together(values: dict, limits: Mapping[str, Any]) -> dict[str, str]:
+    """Checks that involve several fields."""
+    errors: dict[str, str] = {}
+    if values.get("lr_min") is not None and values.get("lr_max") is not None:
+        if values["lr_min"] >= values["lr_max"]:
+            errors["lr_max"] = "must be greater than lr_min"
+    if "trials" in values and "epochs" in values:
+        budget = values["trials"] * values["epochs"]
+        if budget > limits["MAX_TRIAL_EPOCHS"]:
+            errors["epochs"] = (
+                f"trials x epochs is {budget}, above the cap of {limits['MAX_TRIAL_EPOCHS']}"
+            )
+    if "dataset" in values:
+        try:
+            n_features, n_classes = dataset_shape(values["dataset"])
+        except DatasetError as exc:
+            errors["dataset"] = str(exc)
+            return errors
+        if "layers" in values:
+            problem = _layers_problem(values["layers"], n_features, n_classes, limits)
+            if problem:
+                errors["layers"] = problem
+    return errors
+
+
+def _layers_problem(layers: list[int], n_features: int, n_classes: int, limits) -> str | None:
+    if len(layers) < 2:
+        return "needs at least an input and an output size"
+    if len(layers) > limits["MAX_LAYERS"]:
+        return f"at most {limits['MAX_LAYERS']} layers"
+    if any(size < 1 or size > limits["MAX_WIDTH"] for size in layers[1:-1]):
+        return f"hidden sizes must be between 1 and {limits['MAX_WIDTH']}"
+    if layers[0] != n_features:
+        return f"the first size must be the dataset's {n_features} input features"
+    if layers[-1] != n_classes:
+        return f"the last size must be the dataset's {n_classes} classes"
+    return None
+
+
+def parse_spec(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> SearchSpec:
+    """Check raw settings (text from a form or CLI, or JSON values); raise SpecError."""
+    unknown = sorted(set(raw) - {s.name for s in PUBLIC_SETTINGS})
+    values, errors = _check_fields(raw, limits)
+    errors.update({k: v for k, v in _check_together(values, limits).items() if k not in errors})
+    for name in unknown[:5]:
+        errors[str(name)[:50]] = "is not a setting of a search"
+    if errors:
+        raise SpecError(errors)
+    return SearchSpec(**values)
+
+
+def format_lr(lr: float) -> str:
+    """A rate for people: three significant digits."""
+    return f"{lr:.3g}"
