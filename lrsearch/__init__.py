@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from flask import Flask
+if TYPE_CHECKING:
+    from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create and configure the dashboard."""
-    # Imported here, not above: app.py starts the workers' fork server after importing this
-    # package and before these imports (see execution/forkserver.py).
+    # Imported here, not above: importing the package stays cheap and does nothing (app.py
+    # starts the workers' fork server between that and these imports; lrsearch.testing and
+    # the training package need none of them).
+    from flask import Flask
+
     from lrsearch import cli, config, extensions, web
 
     app = Flask(

@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoResultFound
 
 from lrsearch.models import CANCELLED, RUNNING, Epoch, Search, Trial, utcnow
-from lrsearch.settings import SETTINGS
+from lrsearch.settings import STORED_SETTINGS
 from lrsearch.store.fast import PreparedStatement
 from lrsearch.store.settle import STATEMENTS, settle
 from lrsearch.store.transactions import retried_on_cursor
@@ -54,17 +54,17 @@ def begin_attempt(
 
 
 _BEGIN = (
-    Trial.__table__.update()
+    _trial.update()
     .where(
-        Trial.__table__.c.id == bindparam("trial_id_"),
-        Trial.__table__.c.attempt == bindparam("attempt_"),
+        _trial.c.id == bindparam("trial_id_"),
+        _trial.c.attempt == bindparam("attempt_"),
     )
     .values(worker=bindparam("worker_"), heartbeat_at=bindparam("now"))
 )
 # What a worker reads of its trial (the object's attribute names), and of the trial's search:
 # its id and every setting, by the columns' names (those of the Search's attributes too).
 _RUN_TRIAL = ("search_id", "index", "lr", "seed")
-_RUN_SEARCH = (_search.c.id, *(_search.c[s.column] for s in SETTINGS))
+_RUN_SEARCH = (_search.c.id, *(_search.c[s.column] for s in STORED_SETTINGS))
 _RUN_SEARCH_KEYS = tuple(Search.__mapper__.get_property_by_column(c).key for c in _RUN_SEARCH)
 _RUN = (
     select(*(getattr(Trial, name) for name in _RUN_TRIAL), *_RUN_SEARCH)
@@ -80,7 +80,6 @@ def _begin_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
 
 
 # The per-epoch statements: Core on the tables, compiled once per dialect (see fast).
-_epoch, _trial, _search = Epoch.__table__, Trial.__table__, Search.__table__
 _EPOCH_EXISTS = select(_epoch.c.id).where(
     _epoch.c.trial_id == bindparam("trial_id"),
     _epoch.c.attempt == bindparam("attempt"),
