@@ -6,9 +6,11 @@ import fcntl
 import functools
 import gzip
 import importlib.util
+import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,29 +137,47 @@ def synthetic_from_cache(params: dict[str, int], seed: int, data_dir: Path | Non
         return make_synthetic(**params, seed=seed)
     shape = "{n_train}x{n_features}x{n_classes}".format(**params)
     folder = data_dir / "cache" / f"synthetic-{shape}-seed{seed}-v{SYNTHETIC_CACHE_VERSION}"
+    return mapped_once(folder, lambda: make_synthetic(**params, seed=seed))
+
+
+def mapped_once(folder: Path, make: Callable[[], Dataset]) -> Dataset:
+    """The data set `make` gives, saved once into `folder` and memory-mapped from there.
+
+    Every process that asks maps the same pages instead of making the data and holding its
+    own copy; while one process makes it, the others wait for it (a file lock). Where the
+    folder cannot be written, the process keeps what it made.
+    """
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
         lock = open(folder.with_name(folder.name + ".lock"), "a")
     except OSError:
-        return make_synthetic(**params, seed=seed)
+        return make()
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         if folder.is_dir():
             try:
-                arrays = [np.load(folder / f"{a}.npy", mmap_mode="r") for a in _ARRAYS]
-                return Dataset(f"synthetic:{shape}", *arrays, params["n_classes"])
-            except (OSError, ValueError):
+                return _mapped(folder)
+            except (OSError, ValueError, KeyError):
                 shutil.rmtree(folder, ignore_errors=True)  # damaged: make it again
-        data = make_synthetic(**params, seed=seed)
+        data = make()
         partial = folder.with_name(folder.name + ".partial")
         try:
             partial.mkdir(exist_ok=True)
             for name in _ARRAYS:
                 np.save(partial / f"{name}.npy", getattr(data, name))
-            os.rename(partial, folder)  # readers see all four arrays or none
+            meta = {"name": data.name, "n_classes": data.n_classes}
+            (partial / "meta.json").write_text(json.dumps(meta))
+            os.rename(partial, folder)  # readers see every array or none
+            return _mapped(folder)  # the maker too maps the one copy, and drops its own
         except OSError:  # e.g. the disk is full: this process keeps its own copy
             shutil.rmtree(partial, ignore_errors=True)
         return data
+
+
+def _mapped(folder: Path) -> Dataset:
+    arrays = [np.load(folder / f"{a}.npy", mmap_mode="r") for a in _ARRAYS]
+    meta = json.loads((folder / "meta.json").read_text())
+    return Dataset(meta["name"], *arrays, meta["n_classes"])
 
 
 def load_digits(seed: int = 0) -> Dataset:

@@ -1,0 +1,1 @@
+"""Data sets: fetched, imported, and the memory-mapped cache every worker shares."""
