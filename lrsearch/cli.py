@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup
 
 from lrsearch import artifacts, store
+from lrsearch.datasets import catalog
 from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
 from lrsearch.models import Search
@@ -64,12 +65,13 @@ def runner_settings(app: Flask) -> RunnerSettings:
         stale_after_seconds=float(c["STALE_AFTER_SECONDS"]),
         max_attempts=int(c["MAX_ATTEMPTS"]),
         max_interruptions=int(c["MAX_INTERRUPTIONS"]),
+        dataset_options=catalog.runner_options(c),
     )
 
 
 DEFAULTS = SearchSpec().as_dict()
 # Settings whose default the command line takes from elsewhere (workers: LRSEARCH_WORKERS).
-NO_DEFAULT_SHOWN = ("workers", "name")
+NO_DEFAULT_SHOWN = ("workers", "name", "layers")
 
 
 def spec_options(command):
@@ -92,12 +94,12 @@ def run_command(**options: str | None) -> None:
     """Run a search in the foreground and print its ranking."""
     raw = {k: v for k, v in options.items() if v is not None}
     raw.setdefault("workers", current_app.config["WORKERS"])
+    ensure_schema()
     try:
-        spec = parse_spec(raw, current_app.config)
+        spec = parse_spec(raw, current_app.config, catalog.shape_of(db.session))
     except SpecError as exc:
         flag = {s.name: s.flag for s in PUBLIC_SETTINGS}
         fail_usage("; ".join(f"{flag.get(k, k)}: {v}" for k, v in exc.errors.items()))
-    ensure_schema()
     search = create_search(db.session, spec)
     click.echo(
         f"search {search.id}: {spec.trials} rates in [{format_lr(spec.lr_min)}, "
@@ -254,7 +256,7 @@ def runner_command() -> None:
     app = current_app._get_current_object()
     slots = ProcessSlots(app.config["WORKERS"])  # starts the fork server unless app.py did
     slots.start()
-    runner = Runner(runner_settings(app), slots)
+    runner = Runner(runner_settings(app), slots)  # it fetches and imports data sets too
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
     click.echo(f"runner: {app.config['WORKERS']} workers on {app.config['DATABASE_URL']}", err=True)
@@ -263,4 +265,7 @@ def runner_command() -> None:
 
 def init_app(app: Flask) -> None:
     """Register the commands."""
+    from lrsearch.datasets_cli import datasets_group
+
+    group.add_command(datasets_group)
     app.cli.add_command(group)

@@ -31,6 +31,14 @@ class Defaults:
     MAX_ACTIVE_SEARCHES: int = 20  # queued or running at once
     MAX_WORKERS: int = 64
     MAX_CONTENT_LENGTH: int = 64 * 1024
+    # Data sets: uploads up to this size (MB), and caps on what one may hold.
+    MAX_DATASET_MB: int = 512
+    MAX_DATASET_ROWS: int = 10_000_000
+    MAX_DATASET_FEATURES: int = 100_000
+    MAX_DATASET_CLASSES: int = 1000
+    DATASET_MIRRORS: str | None = None  # base URLs for fetching, comma-separated; {name} allowed
+    DATASET_CHECKSUMS: dict | None = None  # file name -> md5, replacing the known ones (tests)
+    DATASET_TIMEOUT: float = 30.0  # seconds a download may wait for the next bytes
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     WTF_CSRF_TIME_LIMIT: int | None = None
     SESSION_COOKIE_HTTPONLY: bool = True

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -19,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from lrsearch.extensions import db
-from lrsearch.settings import SETTINGS, SearchSpec
+from lrsearch.settings import SETTINGS, STORED_SETTINGS, SearchSpec
 
 # Trial states. A trial whose runner died is re-queued at once, its `interruptions` counted and
 # its epochs kept under their attempt; `pruned` is reserved for schedulers.
@@ -76,17 +77,18 @@ class Search(db.Model):
     def from_spec(cls, spec: SearchSpec, **values: object) -> Search:
         """A new search holding the spec's settings (and any other columns' values)."""
         search = cls(**values)
-        for setting in SETTINGS:
+        for setting in STORED_SETTINGS:
             setattr(search, setting.column, getattr(spec, setting.name))
         return search
 
     def spec(self) -> SearchSpec:
         """The settings that define this search."""
-        return SearchSpec(**{s.name: getattr(self, s.column) for s in SETTINGS})
+        return SearchSpec(**{s.name: getattr(self, s.column) for s in STORED_SETTINGS})
 
     def config(self) -> dict[str, object]:
-        """The settings that define this search, as given, by name."""
-        return {s.name: getattr(self, s.column) for s in SETTINGS}
+        """The settings that define this search, by name (derived ones too)."""
+        spec = self.spec()
+        return {s.name: getattr(spec, s.name) for s in SETTINGS}
 
 
 class Trial(db.Model):
@@ -150,3 +152,47 @@ class Epoch(db.Model):
     acc_val: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+# Data set states: fetching or importing (waiting for the runner, then in its hands) ->
+# ready | failed. A job whose runner died is failed as "interrupted", never left half-ready.
+FETCHING, IMPORTING, READY = "fetching", "importing", "ready"
+DATASET_BUSY = (FETCHING, IMPORTING)
+
+
+class Dataset(db.Model):
+    """A data set fetched or uploaded once, converted to arrays in the data folder."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # mnist, fashion-mnist, csv, npz
+    source: Mapped[str] = mapped_column(String(400), default="")  # where it came from
+    status: Mapped[str] = mapped_column(String(20), default=IMPORTING, index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0 to 1 while busy
+    progress_note: Mapped[str] = mapped_column(String(200), default="")
+    options_json: Mapped[str] = mapped_column("options", Text, default="{}")  # e.g. label column
+    samples: Mapped[int | None] = mapped_column(Integer)  # training and validation together
+    features: Mapped[int | None] = mapped_column(Integer)
+    classes: Mapped[int | None] = mapped_column(Integer)
+    val_samples: Mapped[int | None] = mapped_column(Integer)  # given; else split by seed
+    class_counts_json: Mapped[str] = mapped_column("class_counts", Text, default="[]")
+    labels_json: Mapped[str] = mapped_column("labels", Text, default="[]")  # index -> label
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    disk_bytes: Mapped[int | None] = mapped_column(BigInteger)  # its arrays on disk
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)  # taken by a runner
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    @property
+    def options(self) -> dict:
+        return json.loads(self.options_json)
+
+    @property
+    def class_counts(self) -> list[int]:
+        return json.loads(self.class_counts_json)
+
+    @property
+    def labels(self) -> list[str]:
+        return json.loads(self.labels_json)

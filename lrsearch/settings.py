@@ -32,6 +32,9 @@ class SpecError(ValueError):
 
 
 Check = Callable[[Any, Mapping[str, Any]], "str | None"]  # (value, limits) -> problem
+REQUIRED = object()  # a setting that may be left out but not given empty
+# A data set's (features, classes), or DatasetError saying why there are none yet.
+ShapeOf = Callable[[str], tuple[int, int]]
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,11 @@ class Setting:
     check: Check  # the converted value against the app's caps
     label: str  # the form's label
     help: str  # the form's description and the CLI option's help
-    column: str  # the Search attribute that stores it, the name of its column too
+    column: str | None  # the Search attribute that stores it (its column's name too), if any
     choices: tuple[str, ...] = ()  # a select in the form
     public: bool = True  # taken from the form, the CLI and the API (else: fixed, stored only)
+    blank: Any = REQUIRED  # what an empty value means, where it may be empty
+    group: str = "Training"  # the form's fieldset
 
     @property
     def flag(self) -> str:
@@ -106,6 +111,20 @@ def _layers(value: Any) -> list[int]:
     raise ValueError("must be a list of layer sizes, like [64, 128, 10]")
 
 
+def _hidden(value: Any) -> list[int]:
+    if value == "" or value == []:
+        return []  # no hidden layer: softmax regression
+    return _layers(value)
+
+
+def _hidden_sizes(sizes: list[int], limits: Mapping[str, Any]) -> str | None:
+    if len(sizes) > limits["MAX_LAYERS"] - 2:
+        return f"at most {limits['MAX_LAYERS'] - 2} hidden layers"
+    if any(size < 1 or size > limits["MAX_WIDTH"] for size in sizes):
+        return f"hidden sizes must be between 1 and {limits['MAX_WIDTH']}"
+    return None
+
+
 def _between(low: float | str, high: float | str) -> Check:
     """Within [low, high]; a bound given as text is the app's cap of that name."""
 
@@ -134,30 +153,44 @@ class SearchSpec:
     """Everything that defines a search; the seed's settings are the defaults."""
 
     name: str = setting(
-        "", _text, _at_most(200), label="Name", help="optional, to tell searches apart"
-    )
+        "", _text, _at_most(200), label="Name", help="optional, to tell searches apart",
+        blank="", group="What to train",
+    )  # fmt: skip
     dataset: str = setting(
         "digits", _text, _at_most(100), label="Dataset",
         help="digits, mnist, synthetic or synthetic:NxDxK",
+        group="What to train",
     )  # fmt: skip
-    layers: list[int] = setting(
-        [64, 128, 10], _layers, label="Layer sizes", help="input first, output last, e.g. 64,128,10"
-    )
+    hidden: list[int] = setting(
+        [128], _hidden, _hidden_sizes, label="Hidden layers",
+        help="sizes, e.g. 128 or 256,128; empty for none", column=None, blank=[],
+        group="What to train",
+    )  # fmt: skip
+    layers: list[int] | None = setting(
+        None, _layers, label="All layer sizes",
+        help="instead of hidden: input first, output last, as the data set has them",
+        blank=None,
+        group="What to train",
+    )  # fmt: skip
     lr_min: float = setting(
         1e-4, _number, _between(LR_FLOOR, LR_CEILING), label="Smallest lr",
         help="smallest learning rate",
+        group="Learning rates",
     )  # fmt: skip
     lr_max: float = setting(
         1e-2, _number, _between(LR_FLOOR, LR_CEILING), label="Largest lr",
         help="largest learning rate",
+        group="Learning rates",
     )  # fmt: skip
     sampler: str = setting(
         "random", _text, label="Sampler", help="random: log-uniform draws; grid: log-spaced",
         choices=SAMPLERS,
+        group="Learning rates",
     )  # fmt: skip
     trials: int = setting(
         4, _integer, _between(1, "MAX_TRIALS"), label="Trials", help="learning rates to try",
         column="n_trials",
+        group="Learning rates",
     )  # fmt: skip
     epochs: int = setting(
         20, _integer, _between(1, "MAX_EPOCHS"), label="Epochs", help="epochs per trial"
@@ -173,8 +206,18 @@ class SearchSpec:
         help="trials of this search at once",
     )  # fmt: skip
     seed: int = setting(
-        0, _integer, _between(0, MAX_SEED), label="Seed", help="of the rates and of every trial"
-    )
+        0, _integer, _between(0, MAX_SEED), label="Seed", help="of the rates and of every trial",
+        group="Learning rates",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        # The layers and the hidden sizes say the same: given layers fix the hidden sizes;
+        # else a built-in data set's shape makes the layers (parse_spec passes any other's).
+        if self.layers is not None:
+            object.__setattr__(self, "hidden", list(self.layers[1:-1]))
+            return
+        features, classes = dataset_shape(self.dataset)
+        object.__setattr__(self, "layers", [features, *self.hidden, classes])
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values of the public settings, as the JSON API takes them."""
@@ -188,25 +231,30 @@ class SearchSpec:
 
 def _declared(spec_field) -> Setting:
     convert, check, about = spec_field.metadata["about"]
-    about = {"column": spec_field.name, **about}
+    about = {"column": spec_field.name, **about}  # column=None: derived, not stored
     return Setting(spec_field.name, convert, check, **about)
 
 
 SETTINGS: tuple[Setting, ...] = tuple(_declared(f) for f in fields(SearchSpec))
+STORED_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.column)
 PUBLIC_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.public)
 
 
 def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[dict, dict]:
     """Convert and range-check each public setting on its own."""
-    defaults, values, errors = asdict(SearchSpec()), {}, {}
+    defaults, values, errors = {f.name: f.default for f in fields(SearchSpec)}, {}, {}
+    defaults["hidden"] = [128]
     for spec in PUBLIC_SETTINGS:
         name = spec.name
         value = raw.get(name)
+        if name not in raw:
+            values[name] = defaults[name]
+            continue
         if value is None or value == "":
-            if name == "name" or name not in raw:
-                values[name] = defaults[name]
-                continue
-            errors[name] = "is required"
+            if spec.blank is REQUIRED:
+                errors[name] = "is required"
+            else:
+                values[name] = spec.blank
             continue
         try:
             values[name] = spec.convert(value)
@@ -221,8 +269,8 @@ def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[di
     return values, errors
 
 
-def _check_together(values: dict, limits: Mapping[str, Any]) -> dict[str, str]:
-    """Checks that involve several fields."""
+def _check_together(values: dict, limits: Mapping[str, Any], shape_of: ShapeOf) -> dict[str, str]:
+    """Checks that involve several fields; makes the layers from the hidden sizes."""
     errors: dict[str, str] = {}
     if values.get("lr_min") is not None and values.get("lr_max") is not None:
         if values["lr_min"] >= values["lr_max"]:
@@ -233,16 +281,23 @@ def _check_together(values: dict, limits: Mapping[str, Any]) -> dict[str, str]:
             errors["epochs"] = (
                 f"trials x epochs is {budget}, above the cap of {limits['MAX_TRIAL_EPOCHS']}"
             )
-    if "dataset" in values:
-        try:
-            n_features, n_classes = dataset_shape(values["dataset"])
-        except DatasetError as exc:
-            errors["dataset"] = str(exc)
-            return errors
-        if "layers" in values:
-            problem = _layers_problem(values["layers"], n_features, n_classes, limits)
-            if problem:
-                errors["layers"] = problem
+    if "dataset" not in values:
+        return errors
+    try:
+        n_features, n_classes = shape_of(values["dataset"])
+    except DatasetError as exc:
+        errors["dataset"] = str(exc)
+        return errors
+    if values.get("layers") is not None:  # given: they win over the hidden sizes
+        field = "layers"
+    elif "hidden" in values:
+        field = "hidden"
+        values["layers"] = [n_features, *values["hidden"], n_classes]
+    else:
+        return errors
+    problem = _layers_problem(values["layers"], n_features, n_classes, limits)
+    if problem and field not in errors:
+        errors[field] = problem
     return errors
 
 
@@ -250,7 +305,7 @@ def _layers_problem(layers: list[int], n_features: int, n_classes: int, limits) 
     if len(layers) < 2:
         return "needs at least an input and an output size"
     if len(layers) > limits["MAX_LAYERS"]:
-        return f"at most {limits['MAX_LAYERS']} layers"
+        return f"at most {limits['MAX_LAYERS']} layers, input and output included"
     if any(size < 1 or size > limits["MAX_WIDTH"] for size in layers[1:-1]):
         return f"hidden sizes must be between 1 and {limits['MAX_WIDTH']}"
     if layers[0] != n_features:
@@ -260,11 +315,17 @@ def _layers_problem(layers: list[int], n_features: int, n_classes: int, limits) 
     return None
 
 
-def parse_spec(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> SearchSpec:
-    """Check raw settings (text from a form or CLI, or JSON values); raise SpecError."""
+def parse_spec(
+    raw: Mapping[str, Any], limits: Mapping[str, Any], shape_of: ShapeOf = dataset_shape
+) -> SearchSpec:
+    """Check raw settings (text from a form or CLI, or JSON values); raise SpecError.
+
+    shape_of gives a data set's (features, classes); by default the built-in ones'.
+    """
     unknown = sorted(set(raw) - {s.name for s in PUBLIC_SETTINGS})
     values, errors = _check_fields(raw, limits)
-    errors.update({k: v for k, v in _check_together(values, limits).items() if k not in errors})
+    together = _check_together(values, limits, shape_of)
+    errors.update({k: v for k, v in together.items() if k not in errors})
     for name in unknown[:5]:
         errors[str(name)[:50]] = "is not a setting of a search"
     if errors:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,3 +140,23 @@ def on_postgresql(app_config, postgres_url) -> None:
     arguments.
     """
     app_config["DATABASE_URL"] = postgres_url
+
+
+@pytest.fixture
+def mirror(app):
+    """A local mirror serving generated MNIST files (tests/test_fetch.py's), their md5s
+    given through the configuration, a mirror answering 404 tried first."""
+
+    from tests.test_fetch import MD5S, _Server
+
+    httpd = _Server()
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    app.config["DATASET_MIRRORS"] = f"{httpd.url('missing')}, {httpd.url('{name}')}"
+    app.config["DATASET_CHECKSUMS"] = MD5S
+    app.config["DATASET_TIMEOUT"] = 2.0
+    yield httpd
+    httpd.release.set()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()

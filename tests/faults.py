@@ -206,3 +206,17 @@ class TwoPartError(Exception):
 def raise_an_error_that_cannot_be_rebuilt() -> None:
     """In a worker: raise an error the runner cannot unpickle."""
     raise TwoPartError("trial", "broken")
+
+
+def mapped_files(name: str, data_dir: str) -> tuple[int, list[str]]:
+    """In a worker: load the data set as a trial does; the data files this process maps."""
+    import numpy as np
+
+    from lrsearch.datasets import cache
+
+    data = cache.load(name, data_dir, seed=0)
+    assert all(isinstance(a, np.memmap) or isinstance(a.base, np.memmap) for a in
+               (data.x_train, data.y_train, data.x_val, data.y_val))  # fmt: skip
+    with open("/proc/self/maps") as maps:
+        paths = {line.split()[-1] for line in maps if "/datasets/cache/" in line}
+    return os.getpid(), sorted(paths)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -11,14 +10,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from lrsearch import ROOT, artifacts, store
+from lrsearch.datasets import cache
 from lrsearch.extensions import db
-from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, FAILED, QUEUED, RUNNING, Epoch
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, FAILED, QUEUED, READY, RUNNING, Epoch
 from lrsearch.search.sampler import create_search
 from lrsearch.settings import SearchSpec
+from lrsearch.store import datasets as records
 from tests.faults import (
     RunnerThread,
     children_of,
@@ -145,33 +147,33 @@ def test_a_stopped_runner_stops_its_workers_and_requeues_their_trials(app):
     assert [t.status for t in trials(search.id)] == [QUEUED, QUEUED]
 
 
-def corrupt_mnist(data_dir: str) -> Path:
-    folder = artifacts.datasets_root(data_dir) / "mnist"
-    folder.mkdir(parents=True)
-    for name in (
-        "train-images-idx3-ubyte",
-        "train-labels-idx1-ubyte",
-        "t10k-images-idx3-ubyte",
-        "t10k-labels-idx1-ubyte",
-    ):
-        (folder / f"{name}.gz").write_bytes(gzip.compress(b"\x00\x00\x08\x03garbage"))
-    return folder
+def corrupt_dataset(data_dir: str, name: str) -> Path:
+    """A data set recorded ready whose stored features file is garbage; that file."""
+    parts = {"x": np.zeros((20, 784), np.float32), "y": np.arange(20) % 10}
+    cache.store_arrays(data_dir, name, parts, {"classes": 10, "labels": list("0123456789")})
+    broken = cache.arrays_folder(data_dir, name) / "x.npy"
+    broken.write_bytes(b"\x93NUMPY garbage")
+    record = records.add_dataset(db.session, name, "npz", READY, "broken on purpose", {})
+    record.features, record.classes = 784, 10
+    db.session.commit()
+    return broken
 
 
 @pytest.mark.slow
 def test_a_trial_that_crashes_every_time_fails_after_the_retry_limit(app, client):
-    corrupt_mnist(app.config["DATA_DIR"])
+    corrupt_dataset(app.config["DATA_DIR"], "broken")
     search = create_search(
-        db.session, SearchSpec(dataset="mnist", layers=[784, 16, 10], trials=2, epochs=2, workers=2)
+        db.session,
+        SearchSpec(dataset="broken", layers=[784, 16, 10], trials=2, epochs=2, workers=2),
     )
     with RunnerThread(app, workers=2, search_id=search.id):
         wait_for(lambda: search_status(search.id) == COMPLETED, 60)
     for trial in trials(search.id):
         assert trial.status == FAILED
         assert trial.attempt == trial.crashes == app.config["MAX_ATTEMPTS"]
-        assert "train-images-idx3-ubyte" in trial.error
+        assert "x.npy" in trial.error
         page = client.get(f"/trials/{trial.id}")
-        assert page.status_code == 200 and b"train-images-idx3-ubyte" in page.data
+        assert page.status_code == 200 and b"x.npy" in page.data
 
 
 @pytest.mark.slow

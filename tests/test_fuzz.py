@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from markupsafe import escape
 from sqlalchemy import delete, func, select
 
+from lrsearch.datasets import catalog
 from lrsearch.extensions import db
 from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial
 from lrsearch.settings import (
@@ -37,7 +38,7 @@ from lrsearch.training import dataset_shape
 from lrsearch.web.forms import as_text
 
 FIELDS = tuple(
-    "name dataset layers lr_min lr_max trials epochs batch_size beta1 beta2 workers seed"
+    "name dataset hidden layers lr_min lr_max trials epochs batch_size beta1 beta2 workers seed"
     " sampler".split()
 )
 MAX_BODY = 64 * 1024
@@ -178,8 +179,19 @@ BAD = {
         ),
         st.one_of(_numbers, WRONG_TYPE, with_char(st.characters(categories=["Cs"]))),
     ),
+    # Blank layers are "none given" (the hidden sizes make them), blank hidden sizes "none".
+    "hidden": text_and_any(
+        BAD_LAYER_TEXT,
+        st.one_of(
+            _numbers,
+            st.booleans(),
+            st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+            bad_layer_lists,
+            st.lists(st.sampled_from([0, 4097, 10**12]), min_size=1, max_size=2),
+        ),
+    ),
     "layers": text_and_any(
-        st.one_of(BLANK, BAD_LAYER_TEXT),
+        BAD_LAYER_TEXT,
         st.one_of(
             st.just([]),
             _numbers,
@@ -210,7 +222,6 @@ BAD = {
 DATASETS = [
     ("digits", (64, 10)),
     (" Digits ", (64, 10)),
-    ("mnist", (784, 10)),
     ("synthetic", (64, 10)),
     ("SYNTHETIC:300x5x3", (5, 3)),
     ("synthetic:1x1x2", (1, 2)),
@@ -255,6 +266,7 @@ def valid_settings(draw) -> dict:
     return {
         "name": name,
         "dataset": dataset,
+        "hidden": hidden,
         "layers": [features, *hidden, classes],
         "lr_min": lr_min,
         "lr_max": lr_max,
@@ -277,7 +289,7 @@ def droppable(values: dict) -> list[str]:
     if values["lr_min"] >= 1e-2:
         keep.add("lr_max")
     if (values["layers"][0], values["layers"][-1]) != (64, 10):
-        keep |= {"dataset", "layers"}
+        keep.add("dataset")
     return [f for f in FIELDS if f not in keep]
 
 
@@ -323,8 +335,8 @@ def form_bodies(draw) -> tuple[dict, set[str]]:
         del data["name"]  # the only setting the form may leave out
     broken = draw(st.sets(st.sampled_from(FIELDS), max_size=3))
     for f in broken:
-        if f != "name" and draw(st.integers(0, 5)) == 0:
-            data.pop(f)  # a missing field is "required"
+        if f not in ("name", "hidden", "layers") and draw(st.integers(0, 5)) == 0:
+            data.pop(f)  # a missing field is "required" (but for those that may be empty)
         else:
             data[f] = draw(BAD[f][0])
     extra = draw(
@@ -357,7 +369,7 @@ def strict_json(response) -> dict:
 
 def expected_spec(raw: dict, app: Flask) -> SearchSpec | SpecError:
     try:
-        return parse_spec(raw, app.config)
+        return parse_spec(raw, app.config, catalog.shape_of(db.session))
     except SpecError as exc:
         return exc
 
@@ -366,7 +378,8 @@ def assert_stored(app: Flask, search_id: int, spec: SearchSpec, before: tuple) -
     """One search and its trials, holding exactly the checked values; then delete it."""
     assert row_counts() == (before[0] + 1, before[1] + spec.trials, before[2])
     search = db.session.get(Search, search_id)
-    stored = {f: getattr(search, f) for f in FIELDS if f != "trials"} | {"trials": search.n_trials}
+    derived = {"trials": search.n_trials, "hidden": search.layers[1:-1]}
+    stored = {f: getattr(search, f) for f in FIELDS if f not in derived} | derived
     assert stored == spec.as_dict()
     # Independent of parse_spec: what a runner may rely on.
     limits = app.config
@@ -428,7 +441,7 @@ def check_api(app: Flask, client: FlaskClient, body: dict, broken=frozenset()) -
     event(f"status {response.status_code}")
     assert_api_answer(app, response, body, broken, unknown=set(body) - set(FIELDS))
     if response.status_code == 201:
-        assert_stored(app, response.get_json()["id"], parse_spec(body, app.config), before)
+        assert_stored(app, response.get_json()["id"], expected_spec(body, app), before)
     else:
         assert row_counts() == before
 
@@ -513,7 +526,7 @@ def test_api_answers_any_bytes_with_201_or_400(app, client, raw):
         assert response.status_code == 400, response.get_data(as_text=True)
         assert "JSON object" in strict_json(response)["reason"]
     if response.status_code == 201:
-        assert_stored(app, response.get_json()["id"], parse_spec(body, app.config), before)
+        assert_stored(app, response.get_json()["id"], expected_spec(body, app), before)
     else:
         assert row_counts() == before
 

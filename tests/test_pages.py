@@ -100,7 +100,8 @@ def test_form_has_every_setting_prefilled_with_the_defaults(client):
     html = response.get_data(as_text=True)
     expected = {
         "dataset": "digits",
-        "layers": "64,128,10",
+        "hidden": "128",
+        "layers": "",  # the data set's sizes around the hidden ones
         "lr_min": "0.0001",
         "lr_max": "0.01",
         "trials": "4",
@@ -170,7 +171,7 @@ def test_form_checks_fields_together(client):
         ("dataset", "../../etc/passwd"),
         ("sampler", "sobol"),
         ("name", "x" * 300),
-        ("layers", ""),
+        ("hidden", "12,abc"),
         ("batch_size", "64.5"),
     ],
 )

@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
+from lrsearch.datasets import cache as datasets
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
 from lrsearch.store import (
     begin_attempt,
@@ -25,7 +26,7 @@ from lrsearch.store import (
     retry_transaction,
     write_epoch,
 )
-from lrsearch.training import EpochMetrics, load_dataset, train
+from lrsearch.training import EpochMetrics, train
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
         trial, search = begin_attempt(connection, trial_id, attempt, worker_name())
         spec = search.spec()
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
-        data = load_dataset(spec.dataset, artifacts.datasets_root(data_dir), seed=spec.seed)
+        data = datasets.load(spec.dataset, data_dir, seed=spec.seed)
         log_path = folder / artifacts.LOG_NAME
         log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
         history: list[dict[str, float]] = []

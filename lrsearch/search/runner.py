@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
 from lrsearch import store
+from lrsearch.datasets.jobs import prepare_dataset
 from lrsearch.execution.slots import Slots
 from lrsearch.execution.worker import draw_plots, run_trial, worker_name
+from lrsearch.store import datasets
 
 log = logging.getLogger(__name__)
 PLOTS_PER_CHORE = 2  # plots an idle slot draws at a time, so that it is soon free again
@@ -35,6 +37,7 @@ class RunnerSettings:
     max_attempts: int = 2
     max_interruptions: int = 10
     poll_seconds: float = 0.2
+    dataset_options: dict = field(default_factory=dict)  # see datasets.jobs.prepare_dataset
 
 
 class Runner:
@@ -52,6 +55,7 @@ class Runner:
         self.stopping = threading.Event()
         self.futures: dict[Future, tuple[int, int]] = {}  # future -> (trial id, attempt)
         self.chores: set[Future] = set()  # plots drawn in idle time
+        self.jobs: dict[Future, int] = {}  # future -> data set id (fetching or importing)
         self.name = f"{worker_name()}/runner"
 
     def run(
@@ -81,6 +85,7 @@ class Runner:
                     self.reap(future)
                 if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
                     store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
+                    datasets.touch_dataset_heartbeats(self.session, list(self.jobs.values()))
                     self.recover()
                     last_beat = time.monotonic()
                 if on_tick:
@@ -90,7 +95,7 @@ class Runner:
 
     def wait_for_work(self) -> set[Future]:
         """Sleep until a future finishes or a poll interval passes (no busy loop when idle)."""
-        pending = [*self.futures, *self.chores]
+        pending = [*self.futures, *self.chores, *self.jobs]
         if not pending:
             self.stopping.wait(self.settings.poll_seconds)
             return set()
@@ -102,8 +107,10 @@ class Runner:
         self.stopping.set()
 
     def recover(self) -> None:
-        """Re-queue trials whose runner stopped sending heartbeats."""
+        """Re-queue trials whose runner stopped sending heartbeats; fail its data set jobs."""
         bound = store.stale_bound(self.settings.stale_after_seconds)
+        for name in datasets.fail_interrupted_jobs(self.session, bound):
+            log.warning("data set %s failed: its runner stopped while preparing it", name)
         mine = {t for t, _ in self.futures.values()}
         n = store.requeue_interrupted(
             self.session,
@@ -115,7 +122,9 @@ class Runner:
             log.warning("re-queued %d trial(s) left running by a runner that died", n)
 
     def claim(self) -> None:
-        """Fill the free slots with queued trials."""
+        """Fill the free slots: data sets to prepare (the server's runner), then trials."""
+        if self.search_id is None:
+            self.take_dataset_jobs()
         claimed = store.claim_trials(
             self.session, self.slots.capacity, search_id=self.search_id, worker=self.name
         )
@@ -126,6 +135,15 @@ class Runner:
             self.futures[future] = (trial_id, attempt)
         if not claimed and self.slots.capacity:
             self.draw_pending_plots()
+
+    def take_dataset_jobs(self) -> None:
+        """Fetch or import the data sets waiting for the runner, one a free slot."""
+        s = self.settings
+        for dataset_id in datasets.take_dataset_jobs(self.session, self.slots.capacity):
+            future = self.slots.submit(
+                prepare_dataset, dataset_id, s.database_url, s.data_dir, s.dataset_options
+            )
+            self.jobs[future] = dataset_id
 
     def draw_pending_plots(self) -> None:
         """With nothing to train, draw the plots that short trials left for later.
@@ -154,6 +172,12 @@ class Runner:
             if future.exception():  # a plot can still be drawn when first asked for
                 log.warning("drawing plots failed: %s", future.exception())
             return
+        if future in self.jobs:
+            dataset_id, death = self.jobs.pop(future), self.slots.done(future)
+            if future.exception() is not None:
+                error = death or f"{type(future.exception()).__name__}: {future.exception()}"
+                datasets.fail_dataset(self.session, dataset_id, error)
+            return
         trial_id, attempt = self.futures.pop(future)
         death = self.slots.done(future)
         error = future.exception()
@@ -172,9 +196,13 @@ class Runner:
     def close(self) -> None:
         """Stop the workers; trials they were running are re-queued for the next start."""
         running = [t for t, _ in self.futures.values()]
+        jobs = list(self.jobs.values())
         self.slots.shutdown()
         self.futures.clear()
         self.chores.clear()
+        self.jobs.clear()
+        for dataset_id in jobs:  # never left half-ready
+            datasets.fail_dataset(self.session, dataset_id, "interrupted (the runner stopped)")
         if running:
             store.requeue_interrupted(
                 self.session, trial_ids=running, max_interruptions=self.settings.max_interruptions

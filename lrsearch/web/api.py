@@ -7,6 +7,7 @@ from datetime import datetime
 from flask import Blueprint, current_app, request, url_for
 
 from lrsearch import artifacts, store
+from lrsearch.datasets import catalog
 from lrsearch.extensions import db
 from lrsearch.models import Search, Trial
 from lrsearch.search import ranking
@@ -34,7 +35,7 @@ def json_body() -> dict:
 
 def start_search(raw: dict) -> Search:
     """Check settings and caps, then store the search (nothing is written on failure)."""
-    spec = parse_spec(raw, current_app.config)
+    spec = parse_spec(raw, current_app.config, catalog.shape_of(db.session))
     active = reads.active_searches(db.session)
     if active >= current_app.config["MAX_ACTIVE_SEARCHES"]:
         raise ApiError(
@@ -86,9 +87,10 @@ def search_poll(search_id: int) -> dict:
     """What changed since the page's last poll: new epochs and changed trials only."""
     search = get_search(search_id)
     since, after = serialize.poll_window(time_arg("since")), int_arg("after", 0)
+    state = summaries.search_state(search)  # its server_time before the trials are read
     changed = reads.trials_changed(db.session, search_id, since)
     return {
-        **summaries.search_state(search),
+        **state,
         "trials": [serialize.trial_row(t) for t in changed],
         **serialize.epochs(reads.epochs_after(db.session, search_id, after), after),
     }

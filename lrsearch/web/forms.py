@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import Field, SelectField, StringField
 
 from lrsearch.settings import PUBLIC_SETTINGS, SearchSpec, Setting
@@ -19,10 +20,18 @@ class SearchForm(FlaskForm):
 
     @classmethod
     def with_defaults(cls) -> SearchForm:
-        """A blank form filled with the seed's settings."""
+        """A blank form filled with the seed's settings (the layers left to the hidden sizes)."""
         defaults = SearchSpec().as_dict()
         defaults["workers"] = min(current_app.config["WORKERS"], defaults["workers"])
+        defaults["layers"] = None
         return cls(data={name: as_text(value) for name, value in defaults.items()})
+
+    def groups(self) -> list[tuple[str, list[Field]]]:
+        """The fields by fieldset, in the settings' order."""
+        grouped: dict[str, list[Field]] = {}
+        for setting in PUBLIC_SETTINGS:
+            grouped.setdefault(setting.group, []).append(self[setting.name])
+        return list(grouped.items())
 
     def settings(self) -> dict[str, Any]:
         """The submitted settings, as text, for parse_spec."""
@@ -55,10 +64,24 @@ class CancelForm(FlaskForm):
     """The cancel button: nothing but its CSRF token."""
 
 
+class RemoveForm(FlaskForm):
+    """A data set's Fetch or Remove button: nothing but its CSRF token."""
+
+
+class DatasetForm(FlaskForm):
+    """Upload a CSV or NPZ as a new data set (the file is streamed to disk)."""
+
+    name = StringField("Name", description="letters, digits, - and _; used in searches")
+    file = FileField("File", description="CSV (a header row is detected) or NPZ")
+    label_column = StringField(
+        "Label column", description="CSV only: a name or number; empty for the last column"
+    )
+
+
 def as_text(value: object) -> str:
     """A default as the form shows it: lists joined with commas, floats without noise."""
     if isinstance(value, list):
         return ",".join(str(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
-    return str(value)
+    return "" if value is None else str(value)
