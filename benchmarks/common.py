@@ -13,8 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lrsearch import create_app  # noqa: E402
-from lrsearch.artifacts import datasets_root  # noqa: E402
 from lrsearch.cli import runner_settings  # noqa: E402
+from lrsearch.datasets.cache import datasets_root  # noqa: E402
 from lrsearch.execution.local import ProcessSlots  # noqa: E402
 from lrsearch.execution.process import warm_up  # noqa: E402
 from lrsearch.extensions import db  # noqa: E402

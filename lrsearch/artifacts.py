@@ -13,12 +13,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from sqlalchemy.orm import Session
-
-from lrsearch.models import TRIAL_FINAL, Trial
-from lrsearch.settings import format_lr
-from lrsearch.store import reads
-
 LOG_NAME = "log.txt"
 PLOT_NAME = "curves.png"
 
@@ -26,11 +20,6 @@ PLOT_NAME = "curves.png"
 def logs_root(data_dir: str | os.PathLike) -> Path:
     """Where the per-search log folders live."""
     return Path(data_dir) / "logs"
-
-
-def datasets_root(data_dir: str | os.PathLike) -> Path:
-    """Where dataset files (e.g. mnist/) are looked for."""
-    return Path(data_dir) / "datasets"
 
 
 def search_folder_name(search_id: int) -> str:
@@ -76,7 +65,7 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     """Save loss and accuracy curves, train against validation (matplotlib, Agg).
 
     One figure per process is drawn again with each trial's data: building the axes, ticks
-    and legend anew cost a third of a plot.
+    and legend anew was a large share of a plot.
     """
     with _PLOT_LOCK:
         figure, lines = _plot_figure()
@@ -91,33 +80,6 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
     tmp = path.with_suffix(".tmp.png")
     tmp.write_bytes(png)
     tmp.replace(path)
-
-
-# A plot costs more CPU time than a short trial takes to train: a worker draws it
-# only after a trial that trained for this many CPU seconds, and anything that needs a plot
-# (the trial page, the archives, the CLI) draws a missing one from the database.
-INLINE_AFTER_SECONDS = 3.0
-
-
-def plot_title(trial: Trial, dataset: str) -> str:
-    """The plot's title: the rate, the data set and the trial's index."""
-    return f"lr={format_lr(trial.lr)}  ({dataset}, trial {trial.index})"
-
-
-def ensure_plot(session: Session, trial: Trial, data_dir: str) -> Path | None:
-    """The trial's plot, drawn from its stored epochs if missing; None while it runs."""
-    folder = trial_folder(data_dir, trial.search_id, trial.index, trial.lr)
-    path = folder / PLOT_NAME
-    if path.is_file():
-        return path
-    if trial.status not in TRIAL_FINAL or not trial.epochs_done:
-        return None
-    history = reads.attempt_history(session, trial)
-    if not history:
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    draw_plot(path, plot_title(trial, trial.search.dataset), history)
-    return path
 
 
 def warm_plots() -> None:

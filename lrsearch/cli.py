@@ -10,8 +10,9 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from lrsearch import artifacts, store
+from lrsearch import store
 from lrsearch.datasets import catalog
+from lrsearch.execution import plots
 from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
 from lrsearch.models import Search
@@ -145,7 +146,7 @@ def run_command(**options: str | None) -> None:
         # log folder is for people.
         db.session.expire_all()
         for trial in reads.trials_of(db.session, search.id):
-            artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+            plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     if not reported:
         report()
 

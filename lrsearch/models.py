@@ -1,4 +1,4 @@
-"""The store: a Search, its Trials, and each Trial's Epochs."""
+"""The ORM models: a Search, its Trials, each Trial's Epochs, and the Datasets."""
 
 from __future__ import annotations
 
@@ -141,8 +141,8 @@ class Epoch(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     # Its own index too, though the unique one above starts with it: SQLite ends this one
     # with the row id, so that a page's poll ranges over each trial's newest epochs by id.
-    # Without it an epoch's write is a little cheaper, but a poll of a large search about
-    # twice as slow (benchmarks/dashboard.py).
+    # Without it an epoch's write is a little cheaper, but a poll of a large search much
+    # slower (benchmarks/dashboard.py).
     trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     epoch: Mapped[int] = mapped_column(Integer)

@@ -7,20 +7,28 @@ A new setting needs its field here (with its checks and help text), its column o
 
 from __future__ import annotations
 
-import math
-import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lrsearch.setting_values import (
+    Check,
+    as_hidden,
+    as_integer,
+    as_layers,
+    as_number,
+    as_text,
+    at_most,
+    beta_range,
+    between,
+    hidden_sizes,
+)
 from lrsearch.training import DatasetError, Hyperparameters, dataset_shape
 
 LR_FLOOR, LR_CEILING = 1e-8, 10.0
 MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, the seed) are 32-bit signed on PostgreSQL
 MAX_SEED = MAX_INTEGER
 SAMPLERS = ("random", "grid")
-_SIGNED_DECIMAL = re.compile(r"[+-]?\d+")
 
 
 class SpecError(ValueError):
@@ -31,7 +39,6 @@ class SpecError(ValueError):
         self.errors = errors
 
 
-Check = Callable[[Any, Mapping[str, Any]], "str | None"]  # (value, limits) -> problem
 REQUIRED = object()  # a setting that may be left out but not given empty
 # A data set's (features, classes), or DatasetError saying why there are none yet.
 ShapeOf = Callable[[str], tuple[int, int]]
@@ -66,147 +73,65 @@ def setting(default: Any, convert, check: Check | None = None, **about: Any) -> 
     return field(default=default, metadata=metadata)
 
 
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError("must be a whole number")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    # \d (like isdecimal) is what int() reads; isdigit would also pass "²", which int() refuses.
-    if isinstance(value, str) and _SIGNED_DECIMAL.fullmatch(value.strip()) and len(value) < 20:
-        return int(value.strip())
-    raise ValueError("must be a whole number")
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError("must be a number")
-    try:
-        number = float(value)
-    except (ValueError, OverflowError):
-        raise ValueError("must be a number") from None
-    if not math.isfinite(number):
-        raise ValueError("must be a finite number")
-    return number
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("must be text")
-    # A lone surrogate cannot be stored as UTF-8, and PostgreSQL text refuses NUL.
-    if any(unicodedata.category(c) in ("Cc", "Cs") for c in value.strip()):
-        raise ValueError("must not contain control characters or unpaired surrogates")
-    return value.strip()
-
-
-def _layers(value: Any) -> list[int]:
-    if isinstance(value, str):
-        parts = [p for p in value.replace(" ", "").split(",")]
-        if len(value) > 400 or not all(p.isdecimal() for p in parts):
-            raise ValueError("must be whole numbers separated by commas, like 64,128,10")
-        return [int(p) for p in parts]
-    if isinstance(value, list) and value:
-        return [_integer(v) for v in value]
-    raise ValueError("must be a list of layer sizes, like [64, 128, 10]")
-
-
-def _hidden(value: Any) -> list[int]:
-    if value == "" or value == []:
-        return []  # no hidden layer: softmax regression
-    return _layers(value)
-
-
-def _hidden_sizes(sizes: list[int], limits: Mapping[str, Any]) -> str | None:
-    if len(sizes) > limits["MAX_LAYERS"] - 2:
-        return f"at most {limits['MAX_LAYERS'] - 2} hidden layers"
-    if any(size < 1 or size > limits["MAX_WIDTH"] for size in sizes):
-        return f"hidden sizes must be between 1 and {limits['MAX_WIDTH']}"
-    return None
-
-
-def _between(low: float | str, high: float | str) -> Check:
-    """Within [low, high]; a bound given as text is the app's cap of that name."""
-
-    def check(value: float, limits: Mapping[str, Any]) -> str | None:
-        bounds = [limits[b] if isinstance(b, str) else b for b in (low, high)]
-        if bounds[0] <= value <= bounds[1]:
-            return None
-        shown = [f"{x:g}" if isinstance(x, float) else str(x) for x in bounds]  # not 2.1e+09
-        return f"must be between {shown[0]} and {shown[1]}"
-
-    return check
-
-
-def _at_most(characters: int) -> Check:
-    return lambda v, limits: (
-        None if len(v) <= characters else f"must be at most {characters} characters"
-    )
-
-
-def _beta(value: float, limits: Mapping[str, Any]) -> str | None:
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
 @dataclass(frozen=True)
 class SearchSpec:
     """Everything that defines a search; the seed's settings are the defaults."""
 
     name: str = setting(
-        "", _text, _at_most(200), label="Name", help="optional, to tell searches apart",
+        "", as_text, at_most(200), label="Name", help="optional, to tell searches apart",
         blank="", group="What to train",
     )  # fmt: skip
     dataset: str = setting(
-        "digits", _text, _at_most(100), label="Dataset",
+        "digits", as_text, at_most(100), label="Dataset",
         help="digits, mnist, synthetic or synthetic:NxDxK",
         group="What to train",
     )  # fmt: skip
     hidden: list[int] = setting(
-        [128], _hidden, _hidden_sizes, label="Hidden layers",
+        [128], as_hidden, hidden_sizes, label="Hidden layers",
         help="sizes, e.g. 128 or 256,128; empty for none", column=None, blank=[],
         group="What to train",
     )  # fmt: skip
     layers: list[int] | None = setting(
-        None, _layers, label="All layer sizes",
+        None, as_layers, label="All layer sizes",
         help="instead of hidden: input first, output last, as the data set has them",
         blank=None,
         group="What to train",
     )  # fmt: skip
     lr_min: float = setting(
-        1e-4, _number, _between(LR_FLOOR, LR_CEILING), label="Smallest lr",
+        1e-4, as_number, between(LR_FLOOR, LR_CEILING), label="Smallest lr",
         help="smallest learning rate",
         group="Learning rates",
     )  # fmt: skip
     lr_max: float = setting(
-        1e-2, _number, _between(LR_FLOOR, LR_CEILING), label="Largest lr",
+        1e-2, as_number, between(LR_FLOOR, LR_CEILING), label="Largest lr",
         help="largest learning rate",
         group="Learning rates",
     )  # fmt: skip
     sampler: str = setting(
-        "random", _text, label="Sampler", help="random: log-uniform draws; grid: log-spaced",
+        "random", as_text, label="Sampler", help="random: log-uniform draws; grid: log-spaced",
         choices=SAMPLERS,
         group="Learning rates",
     )  # fmt: skip
     trials: int = setting(
-        4, _integer, _between(1, "MAX_TRIALS"), label="Trials", help="learning rates to try",
+        4, as_integer, between(1, "MAX_TRIALS"), label="Trials", help="learning rates to try",
         column="n_trials",
         group="Learning rates",
     )  # fmt: skip
     epochs: int = setting(
-        20, _integer, _between(1, "MAX_EPOCHS"), label="Epochs", help="epochs per trial"
+        20, as_integer, between(1, "MAX_EPOCHS"), label="Epochs", help="epochs per trial"
     )
     batch_size: int = setting(
-        64, _integer, _between(1, 65536), label="Batch size", help="minibatch size"
+        64, as_integer, between(1, 65536), label="Batch size", help="minibatch size"
     )
-    beta1: float = setting(0.9, _number, _beta, label="Adam beta1", help="Adam's beta1")
-    beta2: float = setting(0.999, _number, _beta, label="Adam beta2", help="Adam's beta2")
-    eps: float = setting(1e-8, _number, label="Adam epsilon", help="Adam's epsilon", public=False)
+    beta1: float = setting(0.9, as_number, beta_range, label="Adam beta1", help="Adam's beta1")
+    beta2: float = setting(0.999, as_number, beta_range, label="Adam beta2", help="Adam's beta2")
+    eps: float = setting(1e-8, as_number, label="Adam epsilon", help="Adam's epsilon", public=False)
     workers: int = setting(
-        2, _integer, _between(1, "MAX_WORKERS"), label="Workers",
+        2, as_integer, between(1, "MAX_WORKERS"), label="Workers",
         help="trials of this search at once",
     )  # fmt: skip
     seed: int = setting(
-        0, _integer, _between(0, MAX_SEED), label="Seed", help="of the rates and of every trial",
+        0, as_integer, between(0, MAX_SEED), label="Seed", help="of the rates and of every trial",
         group="Learning rates",
     )  # fmt: skip
 

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from lrsearch.datasets import cache
+from lrsearch.datasets import cache, catalog, jobs
 from lrsearch.extensions import db
 from lrsearch.models import Dataset, Search
 from lrsearch.store import datasets as records
@@ -116,10 +118,12 @@ def test_bad_uploads_are_refused_at_once_and_leave_nothing(
     assert records.list_datasets(db.session) == [] and leftovers(app) == []
 
 
-def test_a_duplicate_name_is_a_conflict(app, client):
+def test_a_duplicate_name_is_refused(app, client):
     assert upload(client, "twice", csv_bytes()).status_code == 202
     response = upload(client, "twice", csv_bytes())
-    assert response.status_code == 409 and "exists already" in response.get_json()["reason"]
+    assert response.status_code == 400 and "exists already" in response.get_json()["reason"]
+    assert response.get_json()["errors"] == {"name": response.get_json()["reason"]}
+    assert [d.name for d in records.list_datasets(db.session)] == ["twice"]
 
 
 def test_an_upload_over_the_cap_is_refused_before_it_is_read(app, client):
@@ -276,3 +280,36 @@ def test_a_fetch_from_no_good_mirror_fails_with_each_mirrors_reason(app, client,
     assert not list(cache.datasets_root(app.config["DATA_DIR"]).rglob("*.part*"))
     retried = client.post("/api/datasets/fashion-mnist/fetch", json={})  # a failed one: again
     assert retried.status_code == 202
+
+
+CSV_PIECES = st.sampled_from(["1", "-2.5", "x", "cat", "", "nan", "1e3", ",", ",", "\n", '"', ";"])
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.one_of(st.binary(max_size=200), st.lists(CSV_PIECES, max_size=60).map("".join)),
+    suffix=st.sampled_from([".csv", ".npz"]),
+)
+def test_any_upload_ends_ready_or_failed_and_nothing_is_half_written(app, client, content, suffix):
+    """Never a 500; refused at once with nothing kept, or imported to ready (every array
+    there) or failed (with a one-line reason and no file)."""
+    body = content.encode() if isinstance(content, str) else content
+    response = upload(client, "fuzzed", body, f"data{suffix}")
+    assert response.status_code in (202, 400), response.get_data(as_text=True)
+    data_dir = app.config["DATA_DIR"]
+    if response.status_code == 202:
+        record = dataset("fuzzed")
+        options = catalog.runner_options(app.config)
+        status = jobs.prepare_dataset(record.id, app.config["DATABASE_URL"], data_dir, options)
+        record = dataset("fuzzed")
+        assert record.status == status and status in ("ready", "failed")
+        folder = cache.arrays_folder(data_dir, "fuzzed")
+        if status == "ready":
+            assert {"meta.json", "x.npy", "y.npy"} <= {p.name for p in folder.iterdir()}
+            assert record.samples >= 2 * record.classes >= 4
+        else:
+            assert not folder.exists() and record.error and "\n" not in record.error
+        assert client.delete("/api/datasets/fuzzed").status_code == 200
+    assert records.list_datasets(db.session) == [] and leftovers(app) == []

@@ -8,6 +8,7 @@ import zipfile
 import pytest
 
 from lrsearch import artifacts, store
+from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import COMPLETED
 from lrsearch.search.sampler import create_search
@@ -90,7 +91,7 @@ def test_a_worker_draws_the_plot_when_training_took_enough_cpu_time(
     from lrsearch.cli import runner_settings
     from lrsearch.execution.worker import run_trial
 
-    monkeypatch.setattr(artifacts, "INLINE_AFTER_SECONDS", threshold)
+    monkeypatch.setattr(plots, "INLINE_AFTER_SECONDS", threshold)
     search = create_search(db.session, SearchSpec(trials=1, epochs=2, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     settings = runner_settings(app)

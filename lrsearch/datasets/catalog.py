@@ -75,7 +75,7 @@ def check_new_name(session: Session, name: str) -> None:
     if cache.is_built_in(name) or name.lower() in ("digits", "synthetic"):
         raise DatasetRequestError(f"{name} is built in: choose another name")
     if records.get_dataset(session, name) is not None:
-        raise DatasetRequestError(f"a data set named {name} exists already", status=409)
+        raise DatasetRequestError(f"a data set named {name} exists already: choose another name")
 
 
 def request_fetch(session: Session, name: str, taken: bool = False) -> Dataset:

@@ -41,7 +41,7 @@ def start_fork_server() -> None:
     """Start the fork server now, if it is not running; its imports go on in the background.
 
     It starts with Ctrl-C ignored, as it ignores it anyway once its imports are done: a
-    Ctrl-C during them (the first 2 s of a command-line search) printed their
+    Ctrl-C during them (the first seconds of a command-line search) printed their
     KeyboardInterrupt traceback beside the command's own message. The workers forked from it
     ignore Ctrl-C too (process.init_worker); the runner stops them.
     """

@@ -32,6 +32,6 @@ kernels.use_compiled()  # where they cannot compile, it logs why and NumPy's pas
 
 # What was imported and built above lives as long as the process. Frozen, out of the
 # collector's sight, it stays on pages each worker shares with this process, where a
-# collection in a worker would write to every object (each page copied): about halved
-# each worker's own memory (overhead.py).
+# collection in a worker would write to every object (each page copied), and each worker
+# would hold far more memory of its own (overhead.py's last column).
 gc.freeze()

@@ -6,7 +6,6 @@ builds its own engine after it started, and never shares one with its parent.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch import artifacts
 from lrsearch.datasets import cache as datasets
+from lrsearch.execution import plots
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
 from lrsearch.store import (
     begin_attempt,
@@ -27,8 +27,6 @@ from lrsearch.store import (
     write_epoch,
 )
 from lrsearch.training import EpochMetrics, train
-
-log = logging.getLogger(__name__)
 
 
 @cache
@@ -85,10 +83,10 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             _writing(log_path, log_file.close)
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
         # its plot is no smaller a share of the work.
-        inline_plot = time.process_time() - cpu_started >= artifacts.INLINE_AFTER_SECONDS
+        inline_plot = time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS
         if history and inline_plot:
             plot = folder / artifacts.PLOT_NAME
-            title = artifacts.plot_title(trial, spec.dataset)
+            title = plots.plot_title(trial, spec.dataset)
             _writing(plot, lambda: artifacts.draw_plot(plot, title, history))
         if stop_reason == ["lost"]:
             return "lost"
@@ -104,7 +102,7 @@ def draw_plots(trial_ids: list[int], database_url: str, data_dir: str) -> int:
 
     def draw(session: Session, trial_id: int) -> bool:
         trial = session.get(Trial, trial_id)
-        return bool(trial and artifacts.ensure_plot(session, trial, data_dir))
+        return bool(trial and plots.ensure_plot(session, trial, data_dir))
 
     with Session(worker_engine(database_url)) as session:
         return sum(retry_transaction(session, lambda s, t=t: draw(s, t)) for t in trial_ids)

@@ -46,4 +46,4 @@ def create_search(session: Session, spec: SearchSpec) -> Search:
         spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
     )
     trials = [(lr, trial_seed(spec.seed, index)) for index, lr in enumerate(rates)]
-    return store.create_search(session, spec, trials)
+    return store.insert_search(session, spec, trials)

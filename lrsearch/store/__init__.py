@@ -14,7 +14,7 @@ from lrsearch.store.reads import nothing_left
 from lrsearch.store.transactions import process_engine, retry_transaction
 from lrsearch.store.writes import (
     cancel_search,
-    create_search,
+    insert_search,
     record_crash,
     requeue_interrupted,
     stale_bound,
@@ -26,7 +26,7 @@ __all__ = [
     "begin_attempt",
     "cancel_search",
     "claim_trials",
-    "create_search",
+    "insert_search",
     "finish_trial",
     "nothing_left",
     "process_engine",

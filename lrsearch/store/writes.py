@@ -15,7 +15,7 @@ from lrsearch.store.settle import settle_search
 from lrsearch.store.transactions import retry_transaction
 
 
-def create_search(
+def insert_search(
     session: Session, spec: SearchSpec, trials: Sequence[tuple[float, int]]
 ) -> Search:
     """Store a search and its trials, one (learning rate, training seed) each."""

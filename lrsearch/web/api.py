@@ -10,8 +10,7 @@ from lrsearch import artifacts, store
 from lrsearch.datasets import catalog
 from lrsearch.extensions import db
 from lrsearch.models import Search, Trial
-from lrsearch.search import ranking
-from lrsearch.search.sampler import create_search as store_search
+from lrsearch.search import ranking, sampler
 from lrsearch.settings import MAX_INTEGER, SpecError, parse_spec
 from lrsearch.store import reads
 from lrsearch.web import downloads, serialize, summaries
@@ -43,7 +42,7 @@ def start_search(raw: dict) -> Search:
             f"{active} searches are already queued or running; "
             f"the cap is {current_app.config['MAX_ACTIVE_SEARCHES']}",
         )
-    return store_search(db.session, spec)
+    return sampler.create_search(db.session, spec)
 
 
 @bp.post("/searches")

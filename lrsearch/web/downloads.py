@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, current_app, send_file, stream_with_context
 
 from lrsearch import artifacts
+from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import TRIAL_FINAL, Search, Trial
 from lrsearch.store import reads
@@ -63,7 +64,7 @@ def trial_archive(trial_id: int) -> Response:
 
 def _trial_entries(trial: Trial, prefix: str) -> Iterator[tuple[str, Path]]:
     """A trial folder's files, its plot drawn first if it was left for later."""
-    artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     folder = trial_path(trial)
     return artifacts.trial_files(folder, prefix + folder.name)
 
@@ -89,7 +90,7 @@ def plot_ready(trial: Trial) -> bool:
 def trial_plot(trial_id: int) -> Response:
     """The trial's matplotlib plot, drawn now if it was left for later."""
     trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
-    path = artifacts.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
+    path = plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     if path is None:
         abort(404, description=f"trial {trial_id} has no plot until it ends")
     return send_file(path, mimetype="image/png", max_age=0)

@@ -1,6 +1,7 @@
 """JSON shapes of the API, declared once; pages get the same shapes.
 
-Pure: rows and values in, dicts out. What to read is the views' and store.reads' to say.
+No queries: rows and values in, dicts out (and URLs); what to read is the views' and
+store.reads' to say.
 """
 
 from __future__ import annotations

@@ -38,6 +38,12 @@
     return svg;
   }
 
+  /** The classes as the file wrote their labels, in class-index order. */
+  function labelsText(labels) {
+    const shown = labels.slice(0, 10).join(", ");
+    return labels.length > 10 ? `${shown}, … (${labels.length})` : shown;
+  }
+
   function button(label, url, confirmText) {
     const form = L.el("form", { method: "post", action: url, className: "inline" },
       L.el("input", { type: "hidden", name: "csrf_token", value: root.dataset.csrf }),
@@ -47,7 +53,8 @@
   }
 
   function statusCell(d) {
-    const cell = L.el("td", {}, L.statusBadge(d.status.replace(" ", "-")));
+    const badge = L.el("span", { className: `status status-${d.status.replace(" ", "-")}` }, d.status);
+    const cell = L.el("td", {}, badge);
     if (BUSY.has(d.status)) {
       cell.append(L.el("progress", { max: 1, value: d.progress }),
         L.el("span", { className: "small" }, d.progress_note));
@@ -83,7 +90,8 @@
       L.el("td", { className: "num" }, d.samples ?? L.DASH),
       L.el("td", { className: "num" }, d.features ?? L.DASH),
       L.el("td", { className: "num" }, d.classes ?? L.DASH),
-      L.el("td", {}, balance(d.class_counts, d.labels)),
+      L.el("td", {}, balance(d.class_counts, d.labels),
+        d.labels ? L.el("span", { className: "small" }, labelsText(d.labels)) : ""),
       L.el("td", { className: "small" }, d.source, L.el("br"), d.split),
       L.el("td", { className: "num" }, sizeText(d.disk_bytes)),
       L.el("td", { className: "small" }, ...searches),

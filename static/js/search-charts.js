@@ -77,7 +77,7 @@ window.lrsearch.searchCharts = (state, shownIds) => {
 
   const GROUPS = [
     { name: "completed", statuses: ["completed"], symbol: "circle" },
-    { name: "running", statuses: ["running", "queued", "interrupted"], symbol: "circle-open" },
+    { name: "running", statuses: ["running", "queued"], symbol: "circle-open" },
     { name: "diverged", statuses: ["diverged"], symbol: "x" },
     { name: "failed", statuses: ["failed"], symbol: "x" },
     { name: "cancelled", statuses: ["cancelled", "pruned"], symbol: "square-open" },
