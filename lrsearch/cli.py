@@ -184,6 +184,12 @@ def print_search(search: Search) -> None:
         f"layers={','.join(map(str, search.layers))} lr=[{format_lr(search.lr_min)}, "
         f"{format_lr(search.lr_max)}] {search.sampler} trials={search.n_trials} "
         f"epochs={search.epochs} batch={search.batch_size} seed={search.seed}"
+        + (
+            f" asha(eta={search.reduction_factor}, grace={search.grace_period}, "
+            f"brackets={search.brackets}, {search.metric})"
+            if search.scheduler == "asha"
+            else ""
+        )
     )
     click.echo(
         f"{'rank':>4}  {'lr':>9}  {'best val acc':>12} {'(epoch)':>7}  "

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from lrsearch.scheduling import METRICS, SCHEDULERS
 from lrsearch.setting_values import (
     Check,
     as_hidden,
@@ -133,6 +134,27 @@ class SearchSpec:
     seed: int = setting(
         0, as_integer, between(0, MAX_SEED), label="Seed", help="of the rates and of every trial",
         group="Learning rates",
+    )  # fmt: skip
+    scheduler: str = setting(
+        "none", as_text, label="Early stopping", choices=SCHEDULERS, group="Early stopping",
+        help="asha: at each rung (grace period x η^k epochs) a trial goes on only if it is in "
+        "the top 1/η so far; none: every trial trains to the end",
+    )  # fmt: skip
+    reduction_factor: int = setting(
+        3, as_integer, between(2, 100), label="Reduction factor η", group="Early stopping",
+        help="asha: the top 1/η go on at each rung",
+    )  # fmt: skip
+    grace_period: int = setting(
+        1, as_integer, between(1, "MAX_EPOCHS"), label="Grace period", group="Early stopping",
+        help="asha: epochs before the first rung",
+    )  # fmt: skip
+    brackets: int = setting(
+        1, as_integer, between(1, 10), label="Brackets", group="Early stopping",
+        help="asha: more than 1 mixes later first rungs (Hyperband); a trial's by its index",
+    )  # fmt: skip
+    metric: str = setting(
+        "val_acc", as_text, label="Rung metric", choices=tuple(METRICS), group="Early stopping",
+        help="val_acc (maximised) or val_loss (minimised)",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -183,9 +183,9 @@ def test_log_txt_holds_each_finished_epoch_while_the_trial_runs(app, monkeypatch
     lines_seen = []
     real_write = worker.write_epoch
 
-    def write_epoch(connection, trial_id, attempt, metrics, summary):
+    def write_epoch(connection, trial_id, attempt, metrics, summary, *rung):
         lines_seen.append(len((log / artifacts.LOG_NAME).read_text().splitlines()))
-        return real_write(connection, trial_id, attempt, metrics, summary)
+        return real_write(connection, trial_id, attempt, metrics, summary, *rung)
 
     monkeypatch.setattr(worker, "write_epoch", write_epoch)
     settings = runner_settings(app)

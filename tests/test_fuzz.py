@@ -39,7 +39,7 @@ from lrsearch.web.forms import as_text
 
 FIELDS = tuple(
     "name dataset hidden layers lr_min lr_max trials epochs batch_size beta1 beta2 workers seed"
-    " sampler".split()
+    " sampler scheduler reduction_factor grace_period brackets metric".split()
 )
 MAX_BODY = 64 * 1024
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -218,6 +218,26 @@ BAD = {
         ),
         st.one_of(_numbers, WRONG_TYPE),
     ),
+    "scheduler": text_and_any(
+        st.one_of(
+            BLANK,
+            st.sampled_from(["hyperband", "ASHA", "None", "median"]),
+            odd_text.map(NOT_A_NAME.__add__),
+            with_char(st.sampled_from(CONTROL)),
+        ),
+        st.one_of(_numbers, WRONG_TYPE),
+    ),
+    "reduction_factor": bad_whole(2, 100),
+    "grace_period": bad_whole(1, 1000),
+    "brackets": bad_whole(1, 10),
+    "metric": text_and_any(
+        st.one_of(
+            BLANK,
+            st.sampled_from(["acc_val", "loss", "VAL_ACC", "val acc"]),
+            odd_text.map(NOT_A_NAME.__add__),
+        ),
+        st.one_of(_numbers, WRONG_TYPE),
+    ),
 }
 DATASETS = [
     ("digits", (64, 10)),
@@ -278,6 +298,11 @@ def valid_settings(draw) -> dict:
         "workers": draw(whole(1, 64)),
         "seed": draw(whole(0, MAX_SEED)),
         "sampler": draw(st.sampled_from(["random", "grid", " grid "])),
+        "scheduler": draw(st.sampled_from(["none", "asha", " asha "])),
+        "reduction_factor": draw(whole(2, 100)),
+        "grace_period": draw(whole(1, 1000)),
+        "brackets": draw(whole(1, 10)),
+        "metric": draw(st.sampled_from(["val_acc", "val_loss"])),
     }
 
 
@@ -395,6 +420,9 @@ def assert_stored(app: Flask, search_id: int, spec: SearchSpec, before: tuple) -
     assert 1 <= search.batch_size <= 65536 and 1 <= search.workers <= limits["MAX_WORKERS"]
     assert 0 <= search.beta1 < 1 and 0 <= search.beta2 < 1 and 0 <= search.seed <= 2**31 - 1
     assert search.sampler in ("random", "grid") and search.status == QUEUED
+    assert search.scheduler in ("none", "asha") and search.metric in ("val_acc", "val_loss")
+    assert 2 <= search.reduction_factor <= 100 and 1 <= search.brackets <= 10
+    assert 1 <= search.grace_period <= limits["MAX_EPOCHS"]
     for value, longest in ((search.name, 200), (search.dataset, 100)):
         assert len(value) <= longest and value == value.strip()
         assert not any(unicodedata.category(c) in ("Cc", "Cs") for c in value)

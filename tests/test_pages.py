@@ -33,6 +33,11 @@ VALID = {
     "workers": "2",
     "seed": "7",
     "sampler": "grid",
+    "scheduler": "none",
+    "reduction_factor": "3",
+    "grace_period": "1",
+    "brackets": "1",
+    "metric": "val_acc",
 }
 
 

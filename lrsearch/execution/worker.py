@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from lrsearch import artifacts
 from lrsearch.datasets import cache as datasets
 from lrsearch.execution import plots
-from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, Trial
+from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, PRUNED, Trial
+from lrsearch.scheduling import rung_at
 from lrsearch.store import (
     begin_attempt,
     finish_trial,
@@ -40,6 +41,10 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# What rung_at needs of a search's settings.
+SCHEDULE = ("scheduler", "epochs", "grace_period", "reduction_factor", "brackets", "metric")
+
+
 class LogFolderError(RuntimeError):
     """The trial's log folder cannot be written (disk full, permissions)."""
 
@@ -59,10 +64,13 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
         log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
         history: list[dict[str, float]] = []
         stop_reason: list[str] = []
+        schedule = {name: getattr(spec, name) for name in SCHEDULE}
 
         def on_epoch(metrics: EpochMetrics) -> bool:
             history.append(dict(vars(metrics)))  # not asdict: its deep copy is slower
-            reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history))
+            rung = rung_at(metrics.epoch, trial.index, **schedule)
+            reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history),
+                                 (search.id, rung) if rung else None)  # fmt: skip
             line = artifacts.log_line(
                 metrics.epoch,
                 metrics.epochs,
@@ -92,6 +100,8 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             return "lost"
         finished = result.status == "completed" or len(history) == spec.epochs
         status = DIVERGED if result.status == "diverged" else COMPLETED if finished else CANCELLED
+        if stop_reason == [PRUNED]:
+            status = PRUNED
         pending = bool(history) and not inline_plot
         finish_trial(connection, trial_id, attempt, status, result.message or None, pending)
     return status

@@ -15,10 +15,14 @@ from typing import Protocol
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from lrsearch.models import COMPLETED, RUNNING
+from lrsearch.models import COMPLETED, PRUNED, RUNNING
 from lrsearch.store import reads
 
 RANKED = (COMPLETED, RUNNING)  # a diverged, failed or cancelled trial is never an answer
+# A pruned trial (stopped early by the scheduler) ranks after those, and is the highest
+# accuracy only when no trial completed or runs; it is never the healthiest curve.
+ANSWERS = (*RANKED, PRUNED)
+TIERS = (RANKED, (PRUNED,))  # the ranking's order of statuses (see rank_key), the rest last
 # "Healthy" is only asked of trials that also score well: an underfit rate has no gap.
 HEALTHY_WITHIN = 0.05
 
@@ -39,13 +43,15 @@ def gap(trial: Ranked) -> float | None:
 
 
 def rank_key(trial: Ranked) -> tuple[int, float, float]:
-    """The trial's place in the ranking, as a key that sorts ascending: trials that may be an
-    answer first, then the best validation accuracy, then the lower rate.
+    """The trial's place in the ranking, as a key that sorts ascending: completed and running
+    trials first, then pruned ones, then the rest; then the best validation accuracy; then
+    the lower rate.
 
     A key depends on its trial alone, so a page that receives only the trials that changed
     keeps its order right (the API sends each trial's key).
     """
-    return (0 if trial.status in RANKED else 1, -(trial.best_val_acc or 0.0), trial.lr)
+    place = 0 if trial.status in RANKED else 1 if trial.status == PRUNED else 2
+    return (place, -(trial.best_val_acc or 0.0), trial.lr)
 
 
 def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
@@ -55,7 +61,7 @@ def rank_by_accuracy(trials: Iterable[Ranked]) -> list[Ranked]:
 
 def best_trial(session: Session, search_id: int) -> Row | None:
     """The trial with the highest validation accuracy, if any (reads.BRIEF_COLUMNS)."""
-    return reads.best_trial(session, search_id, RANKED)
+    return reads.best_trial(session, search_id, ANSWERS, TIERS)
 
 
 def best_trial_id(session: Session, search_id: int) -> int | None:
@@ -71,9 +77,9 @@ def healthiest_trial_id(session: Session, search_id: int) -> int | None:
 
 def top_trial_ids(session: Session, search_id: int, k: int) -> list[int]:
     """The first k trials of the ranking that have finished an epoch."""
-    return reads.top_trial_ids(session, search_id, k, RANKED)
+    return reads.top_trial_ids(session, search_id, k, TIERS)
 
 
 def list_searches(session: Session, newest_first: bool = True) -> list[reads.SearchListing]:
     """Every search with its totals and best trial, in a fixed number of statements."""
-    return reads.list_searches(session, RANKED, newest_first)
+    return reads.list_searches(session, ANSWERS, TIERS, newest_first)

@@ -12,10 +12,11 @@ from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoResultFound
 
-from lrsearch.models import CANCELLED, RUNNING, Epoch, Search, Trial, utcnow
+from lrsearch.models import CANCELLED, PRUNED, RUNNING, Epoch, Search, Trial, utcnow
+from lrsearch.scheduling import Rung, goes_on
 from lrsearch.settings import STORED_SETTINGS
 from lrsearch.store.fast import PreparedStatement
-from lrsearch.store.settle import STATEMENTS, settle
+from lrsearch.store.settle import LOCK_SEARCH, STATEMENTS, settle
 from lrsearch.store.transactions import retried_on_cursor
 from lrsearch.training import EpochMetrics
 
@@ -129,11 +130,15 @@ def write_epoch(
     attempt: int,
     metrics: EpochMetrics,
     summary: dict[str, float | int | None],
+    rung: tuple[int, Rung] | None = None,
 ) -> str | None:
     """Store one finished epoch and the trial's running summary; idempotent on retry.
 
-    Returns None to go on, or why the trial must stop: "cancelled" or "lost" (the
-    trial is no longer this attempt's, e.g. it was re-queued after a stale heartbeat).
+    Returns None to go on, or why the trial must stop: "cancelled", "lost" (the trial is
+    no longer this attempt's, e.g. it was re-queued after a stale heartbeat) or "pruned".
+    rung: (search id, the rung this epoch ends), where the search's scheduler has one: the
+    values recorded at the rung are read and the rule applied in this same transaction,
+    under the search's lock, so two trials reaching it together see each other.
     It commits on the connection, which must have no transaction open, through the DBAPI
     cursor (see fast).
     """
@@ -169,9 +174,46 @@ def write_epoch(
         updated = execute(update_trial, trial_values).fetchone()
         if updated is None:
             return "lost"
-        return CANCELLED if updated[0] else None
+        if updated[0]:
+            return CANCELLED
+        if rung is not None and not _goes_on_at(execute, connection.dialect, *rung, metrics):
+            return PRUNED
+        return None
 
     return retried_on_cursor(connection, steps)
+
+
+def _goes_on_at(execute, dialect: Dialect, search_id: int, rung: Rung, metrics) -> bool:
+    """Whether the trial goes on past the rung, deciding with every value recorded there."""
+    lock, values = _rung_statements(dialect, rung.metric)
+    execute(lock, {"search_id": search_id})  # the trials reaching it after wait for this one
+    at_rung = {"search_id": search_id, "epoch": rung.epoch, "brackets": rung.brackets,
+               "bracket": rung.bracket}  # fmt: skip
+    recorded = [row[0] for row in execute(values, at_rung).fetchall()]
+    own = metrics.acc_val if rung.metric == "val_acc" else metrics.val_loss
+    return goes_on(own, recorded, rung.eta, rung.maximise)
+
+
+_RUNG_COLUMNS = {"val_acc": _epoch.c.acc_val, "val_loss": _epoch.c.val_loss}
+
+
+@functools.cache
+def _rung_statements(dialect: Dialect, metric: str) -> tuple:
+    """(lock the search, the metric's values recorded at a rung of one bracket)."""
+    current = (_trial.c.id == _epoch.c.trial_id) & (_trial.c.attempt == _epoch.c.attempt)
+    values = (
+        select(_RUNG_COLUMNS[metric])
+        .select_from(_epoch.join(_trial, current))
+        .where(
+            _trial.c.search_id == bindparam("search_id"),
+            _epoch.c.epoch == bindparam("epoch"),
+            _trial.c.index % bindparam("brackets") == bindparam("bracket"),
+        )
+    )
+    names = ("search_id", "epoch", "brackets", "bracket")
+    return PreparedStatement(LOCK_SEARCH, dialect, ["search_id"]), PreparedStatement(
+        values, dialect, names
+    )
 
 
 def finish_trial(

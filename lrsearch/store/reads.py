@@ -66,23 +66,28 @@ def trial_totals(session: Session, search_id: int) -> TrialTotals:
     return _totals(rows).get(search_id, TrialTotals())
 
 
-def best_trial_query(search_id: int, statuses: Collection[str], *columns) -> Select:
-    """The highest best validation accuracy among trials in `statuses` (ties: lower lr)."""
-    return (
-        select(*(columns or (Trial.id,)))
+def ranked_order(tiers: Sequence[Collection[str]]) -> tuple:
+    """The ranking's order in SQL: trials by tier of status (the first tier's statuses
+    first, any status in none last), then the best validation accuracy, the lower rate."""
+    tier = case(*((Trial.status.in_(t), i) for i, t in enumerate(tiers)), else_=len(tiers))
+    return tier, Trial.best_val_acc.desc(), Trial.lr.asc()
+
+
+def best_trial(
+    session: Session, search_id: int, statuses: Collection[str], tiers: Sequence[Collection[str]]
+) -> Row | None:
+    """BRIEF_COLUMNS of the first trial in ranked_order among those in `statuses`, if any."""
+    query = (
+        select(*BRIEF_COLUMNS)
         .where(
             Trial.search_id == search_id,
             Trial.status.in_(statuses),
             Trial.best_val_acc.is_not(None),
         )
-        .order_by(Trial.best_val_acc.desc(), Trial.lr.asc())
+        .order_by(*ranked_order(tiers))
         .limit(1)
     )
-
-
-def best_trial(session: Session, search_id: int, statuses: Collection[str]) -> Row | None:
-    """BRIEF_COLUMNS of the best trial among those in `statuses`, if any."""
-    return session.execute(best_trial_query(search_id, statuses, *BRIEF_COLUMNS)).first()
+    return session.execute(query).first()
 
 
 def healthiest_trial_id(session: Session, search_id: int, status: str, within: float) -> int | None:
@@ -108,17 +113,14 @@ def healthiest_trial_id(session: Session, search_id: int, status: str, within: f
     return session.execute(query).scalar()
 
 
-def top_trial_ids(session: Session, search_id: int, k: int, statuses: Collection[str]) -> list[int]:
-    """The first k trials with a best validation accuracy: those in `statuses` first, then
-    by best validation accuracy (ties: the lower rate)."""
+def top_trial_ids(
+    session: Session, search_id: int, k: int, tiers: Sequence[Collection[str]]
+) -> list[int]:
+    """The first k trials in ranked_order that have a best validation accuracy."""
     best = (
         select(Trial.id)
         .where(Trial.search_id == search_id, Trial.best_val_acc.is_not(None))
-        .order_by(
-            case((Trial.status.in_(statuses), 0), else_=1),
-            Trial.best_val_acc.desc(),
-            Trial.lr.asc(),
-        )
+        .order_by(*ranked_order(tiers))
         .limit(k)
     )
     return list(session.execute(best).scalars())
@@ -134,9 +136,12 @@ class SearchListing:
 
 
 def list_searches(
-    session: Session, statuses: Collection[str], newest_first: bool = True
+    session: Session,
+    statuses: Collection[str],
+    tiers: Sequence[Collection[str]],
+    newest_first: bool = True,
 ) -> list[SearchListing]:
-    """Every search with its totals and its best trial (among `statuses`), in three statements."""
+    """Every search with its totals and its best trial (as best_trial), in three statements."""
     order = Search.id.desc() if newest_first else Search.id.asc()
     searches = session.execute(select(Search).order_by(order)).scalars().all()
     if not searches:
@@ -144,7 +149,7 @@ def list_searches(
     totals = _totals(session.execute(_totals_query()).all())
     place = (
         func.row_number()
-        .over(partition_by=Trial.search_id, order_by=(Trial.best_val_acc.desc(), Trial.lr.asc()))
+        .over(partition_by=Trial.search_id, order_by=ranked_order(tiers))
         .label("place")
     )
     ranked = (

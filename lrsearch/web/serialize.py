@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import url_for
 
-from lrsearch.models import QUEUED, RUNNING, Epoch, Search, Trial, utcnow
+from lrsearch.models import PRUNED, QUEUED, RUNNING, Epoch, Search, Trial, utcnow
 from lrsearch.search import ranking
 from lrsearch.store.reads import EPOCH_FIELDS, EpochColumns, SearchListing, TrialTotals
 
@@ -30,7 +30,9 @@ def number(value: float | None) -> float | None:
 def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, object]:
     """A search as the list and its own page show it; `best` its best trial's brief row."""
     done = totals.total_epochs()
-    planned = search.n_trials * search.epochs
+    # A pruned trial will run no more epochs: the plan counts what it ran, not its maximum.
+    pruned = totals.counts.get(PRUNED, 0)
+    planned = (search.n_trials - pruned) * search.epochs + totals.epochs_done.get(PRUNED, 0)
     return {
         "id": search.id,
         **search.config(),

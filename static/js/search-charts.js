@@ -27,11 +27,16 @@ window.lrsearch.searchCharts = (state, shownIds) => {
         type: "scatter", x: curve.epoch, showlegend: false,
         name: `lr=${lr}`,
       };
+      // A pruned trial's curve is dashed and ends at its rung with an x.
+      const pruned = t.status === "pruned";
       traces.push({
-        ...common, y: curve[metric], mode: few ? "lines+markers" : "lines",
-        line: { color, width: t.id === state.bestId ? 3 : 1.8 }, marker: { size: 4, color },
-        hovertemplate: `lr=${lr}<br>epoch %{x}<br>val ${label} %{y:${format}}<extra></extra>`,
-        meta: { role: "val", trial: t.id },
+        ...common, y: curve[metric], mode: few || pruned ? "lines+markers" : "lines",
+        line: { color, width: t.id === state.bestId ? 3 : 1.8, dash: pruned ? "dash" : "solid" },
+        marker: pruned
+          ? { size: curve.epoch.map((_, i) => (i === curve.epoch.length - 1 ? 9 : 0)), color, symbol: "x" }
+          : { size: 4, color },
+        hovertemplate: `lr=${lr}${pruned ? " (pruned)" : ""}<br>epoch %{x}<br>val ${label} %{y:${format}}<extra></extra>`,
+        meta: { role: "val", trial: t.id, pruned },
       });
       if (state.showTrain) {
         traces.push({
@@ -80,7 +85,8 @@ window.lrsearch.searchCharts = (state, shownIds) => {
     { name: "running", statuses: ["running", "queued"], symbol: "circle-open" },
     { name: "diverged", statuses: ["diverged"], symbol: "x" },
     { name: "failed", statuses: ["failed"], symbol: "x" },
-    { name: "cancelled", statuses: ["cancelled", "pruned"], symbol: "square-open" },
+    { name: "pruned", statuses: ["pruned"], symbol: "triangle-down-open" },
+    { name: "cancelled", statuses: ["cancelled"], symbol: "square-open" },
   ];
 
   function scatter(field, label) {

@@ -370,3 +370,28 @@ def test_the_page_ranks_by_the_servers_keys_and_shows_its_window(page, server, s
         db.session.execute(update(Search).where(Search.id == search_id).values(status=COMPLETED))
         db.session.commit()
         db.engine.dispose()
+
+
+def test_pruned_trials_show_as_pruned(page, server):
+    """ASHA's pruned trials: their badge, their place below the completed ones, a dashed
+    curve that stops at its rung, and their count in the progress card."""
+    settings = {"name": "browser asha", "trials": 9, "epochs": 9, "lr_min": 1e-5,
+                "lr_max": 3e-2, "sampler": "grid", "workers": 1, "seed": 4,
+                "scheduler": "asha", "reduction_factor": 3, "grace_period": 1}  # fmt: skip
+    search_id = page.request.post("/api/searches", data=settings).json()["id"]
+    page.goto(f"/searches/{search_id}")
+    wait_for_status(page, "completed", timeout=90_000)
+    wait_for_rows(page, 9)
+    statuses = ranking_column(page, "Status")
+    pruned = statuses.count("pruned")
+    assert pruned >= 3 and statuses == sorted(statuses, key=lambda s: s == "pruned")
+    assert f"{pruned} pruned" in page.locator("#counts").inner_text()
+    curves = page.evaluate(
+        """() => document.getElementById('chart-acc').data
+             .filter((t) => t.meta && t.meta.role === 'val')
+             .map((t) => ({pruned: t.meta.pruned, dash: t.line.dash, points: t.x.length}))"""
+    )
+    dashed = [c for c in curves if c["pruned"]]
+    assert len(dashed) == pruned and all(c["dash"] == "dash" for c in dashed)
+    assert all(c["points"] < 9 for c in dashed)
+    assert all(c["dash"] == "solid" and c["points"] == 9 for c in curves if not c["pruned"])
