@@ -27,7 +27,7 @@ WORKLOADS = {
     "digits": {"dataset": "digits", "hidden": "128"},
     "mnist-shaped": {"dataset": "synthetic:6000x784x10", "hidden": "256,128"},
 }
-ASHA = {"scheduler": "asha", "reduction_factor": 3, "grace_period": 1, "brackets": 1}
+ASHA = {"scheduler": "asha", "reduction_factor": 3}
 
 
 def main() -> None:
@@ -37,13 +37,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=27)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--datasets", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
+    parser.add_argument("--grace-period", type=int, default=1)
+    parser.add_argument("--brackets", type=int, default=1)
+    parser.add_argument("--metric", default="val_acc", choices=("val_acc", "val_loss"))
     args = parser.parse_args()
+    asha = {**ASHA, "grace_period": args.grace_period, "brackets": args.brackets,
+            "metric": args.metric}  # fmt: skip
     print(f"# search_efficiency on {machine()}: {args.trials} trials x {args.epochs} epochs, "
-          f"{args.workers} workers, lr 1e-5..1e-1 (random), ASHA eta 3 grace 1")  # fmt: skip
+          f"{args.workers} workers, lr 1e-5..1e-1 (random), ASHA eta 3, grace period "
+          f"{args.grace_period}, {args.brackets} bracket(s), {args.metric}")  # fmt: skip
     for name in args.datasets:
         settings = {**WORKLOADS[name], "trials": args.trials, "epochs": args.epochs,
                     "lr_min": 1e-5, "lr_max": 1e-1, "sampler": "random"}  # fmt: skip
-        rows = [compare(settings, seed, args.workers) for seed in range(args.seeds)]
+        rows = [compare(settings, asha, seed, args.workers) for seed in range(args.seeds)]
         print(f"\n{name} ({settings['dataset']}, hidden {settings['hidden']})")
         print(f"{'seed':>4} {'epochs full':>11} {'asha':>6} {'share':>6} {'wall full s':>11} "
               f"{'asha s':>7} {'best full':>9} {'asha':>7} {'diff pts':>8}")  # fmt: skip
@@ -61,13 +67,13 @@ def main() -> None:
         )
 
 
-def compare(settings: dict, seed: int, workers: int) -> dict[str, tuple]:
+def compare(settings: dict, asha: dict, seed: int, workers: int) -> dict[str, tuple]:
     """The same search (same rates) in full and with ASHA: epochs, wall s, best val acc."""
     found = {"epochs": [], "wall": [], "best": []}
     with shared_datasets(settings["dataset"]) as datasets:
         load_dataset(settings["dataset"], datasets, seed=seed)  # made before any timing
         clear_dataset_cache()
-        for scheduler in ({"scheduler": "none"}, ASHA):
+        for scheduler in ({"scheduler": "none"}, asha):
             with bench_app(datasets) as app:
                 wall, _, search = run_search(app, workers, **settings, **scheduler, seed=seed)
                 best = ranking.best_trial(db.session, search.id)

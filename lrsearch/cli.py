@@ -16,7 +16,7 @@ from lrsearch.execution import plots
 from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
 from lrsearch.models import Search
-from lrsearch.search import ranking
+from lrsearch.search import ranking, refine
 from lrsearch.search.runner import Runner, RunnerSettings
 from lrsearch.search.sampler import create_search
 from lrsearch.settings import (
@@ -96,12 +96,38 @@ def run_command(**options: str | None) -> None:
     raw = {k: v for k, v in options.items() if v is not None}
     raw.setdefault("workers", current_app.config["WORKERS"])
     ensure_schema()
+    run_in_foreground(parsed(raw))
+
+
+@group.command("refine", cls=OneLineCommand)
+@click.argument("search_id", type=int)
+@click.option("--factor", default=None, help="rates in [best / factor, best x factor] [3]")
+@click.option("--trials", default=None, help="trials of the new search [the parent's]")
+def refine_command(search_id: int, factor: str | None, trials: str | None) -> None:
+    """Run a new search around a finished one's best rate, in the foreground."""
+    ensure_schema()
+    parent = db.session.get(Search, search_id) if 0 <= search_id <= MAX_INTEGER else None
+    if parent is None:
+        fail_usage(f"no search {search_id}")
     try:
-        spec = parse_spec(raw, current_app.config, catalog.shape_of(db.session))
+        raw = refine.refined_settings(db.session, parent, factor, trials)
+    except SpecError as exc:
+        fail_usage("; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    run_in_foreground(parsed(raw), parent_id=parent.id)
+
+
+def parsed(raw: dict) -> SearchSpec:
+    """The settings checked, or one line and exit 2."""
+    try:
+        return parse_spec(raw, current_app.config, catalog.shape_of(db.session))
     except SpecError as exc:
         flag = {s.name: s.flag for s in PUBLIC_SETTINGS}
         fail_usage("; ".join(f"{flag.get(k, k)}: {v}" for k, v in exc.errors.items()))
-    search = create_search(db.session, spec)
+
+
+def run_in_foreground(spec: SearchSpec, parent_id: int | None = None) -> None:
+    """Store the search, run it here with a progress bar, and print its ranking."""
+    search = create_search(db.session, spec, parent_id)
     click.echo(
         f"search {search.id}: {spec.trials} rates in [{format_lr(spec.lr_min)}, "
         f"{format_lr(spec.lr_max)}] on {spec.dataset}, {spec.workers} workers",
@@ -190,6 +216,7 @@ def print_search(search: Search) -> None:
             if search.scheduler == "asha"
             else ""
         )
+        + (f" refines={search.parent_id}" if search.parent_id else "")
     )
     click.echo(
         f"{'rank':>4}  {'lr':>9}  {'best val acc':>12} {'(epoch)':>7}  "

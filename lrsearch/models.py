@@ -60,6 +60,10 @@ class Search(db.Model):
     brackets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     metric: Mapped[str] = mapped_column(String(20), default="val_acc", server_default="val_acc")
     status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
+    # The search this one refines (around its best rate), if any. No foreign key: adding
+    # one makes SQLite rebuild the search table, and the rebuild's drop would cascade to
+    # every trial and epoch (the foreign keys are on).
+    parent_id: Mapped[int | None] = mapped_column(Integer)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -40,10 +40,10 @@ def trial_seed(search_seed: int, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
-def create_search(session: Session, spec: SearchSpec) -> Search:
+def create_search(session: Session, spec: SearchSpec, parent_id: int | None = None) -> Search:
     """Store a search and its trials, the rates drawn now from the search's seed."""
     rates = sample_learning_rates(
         spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
     )
     trials = [(lr, trial_seed(spec.seed, index)) for index, lr in enumerate(rates)]
-    return store.insert_search(session, spec, trials)
+    return store.insert_search(session, spec, trials, parent_id)

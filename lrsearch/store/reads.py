@@ -163,6 +163,38 @@ def list_searches(
     return [SearchListing(s, totals.get(s.id, TrialTotals()), best.get(s.id)) for s in searches]
 
 
+def refinements_of(session: Session, search_id: int) -> list[tuple[int, str]]:
+    """(id, name) of the searches that refine this one."""
+    query = select(Search.id, Search.name).where(Search.parent_id == search_id)
+    return [tuple(row) for row in session.execute(query.order_by(Search.id))]
+
+
+def rate_points(session: Session, search_ids: Sequence[int]) -> list[Row]:
+    """(search_id, id, lr, best_val_acc, status) of the searches' trials, by search and rate."""
+    query = (
+        select(Trial.search_id, Trial.id, Trial.lr, Trial.best_val_acc, Trial.status)
+        .where(Trial.search_id.in_(search_ids))
+        .order_by(Trial.search_id, Trial.lr)
+    )
+    return list(session.execute(query))
+
+
+def curves_of(session: Session, trial_ids: Sequence[int]) -> dict[int, dict[str, list]]:
+    """Each trial's current-attempt curve: epoch and METRICS, column by column."""
+    query = (
+        select(Epoch.trial_id, Epoch.epoch, *(getattr(Epoch, m) for m in METRICS))
+        .join(Trial, (Trial.id == Epoch.trial_id) & (Trial.attempt == Epoch.attempt))
+        .where(Epoch.trial_id.in_(trial_ids))
+        .order_by(Epoch.trial_id, Epoch.epoch)
+    )
+    curves: dict[int, dict[str, list]] = {}
+    for trial_id, *values in session.execute(query):
+        curve = curves.setdefault(trial_id, {f: [] for f in ("epoch", *METRICS)})
+        for name, value in zip(("epoch", *METRICS), values, strict=True):
+            curve[name].append(value)
+    return curves
+
+
 def active_searches(session: Session) -> int:
     """How many searches are queued or running."""
     query = select(func.count()).select_from(Search).where(Search.status.in_((QUEUED, RUNNING)))

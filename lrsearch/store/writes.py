@@ -16,10 +16,13 @@ from lrsearch.store.transactions import retry_transaction
 
 
 def insert_search(
-    session: Session, spec: SearchSpec, trials: Sequence[tuple[float, int]]
+    session: Session,
+    spec: SearchSpec,
+    trials: Sequence[tuple[float, int]],
+    parent_id: int | None = None,
 ) -> Search:
     """Store a search and its trials, one (learning rate, training seed) each."""
-    search = Search.from_spec(spec, status=QUEUED)
+    search = Search.from_spec(spec, status=QUEUED, parent_id=parent_id)
     search.trials = [
         Trial(index=i, lr=lr, seed=seed, status=QUEUED) for i, (lr, seed) in enumerate(trials)
     ]

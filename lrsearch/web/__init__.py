@@ -20,7 +20,7 @@ class IdConverter(IntegerConverter):
 
 def init_app(app: Flask) -> None:
     """Register the blueprints, error handlers and security checks."""
-    from lrsearch.web import api, datasets, downloads, errors, pages, security
+    from lrsearch.web import api, compare, datasets, downloads, errors, pages, security
 
     app.url_map.converters["int"] = IdConverter  # before any route is added
     csrf.exempt(api.bp)  # JSON bodies only: a cross-site form cannot send one
@@ -28,6 +28,7 @@ def init_app(app: Flask) -> None:
         csrf.exempt(view)  # each needs what a cross-site form cannot send (see the view)
     app.register_blueprint(api.bp)
     app.register_blueprint(datasets.bp)
+    app.register_blueprint(compare.bp)
     app.register_blueprint(downloads.bp)
     app.register_blueprint(pages.bp)
     errors.init_app(app)

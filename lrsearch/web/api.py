@@ -10,7 +10,7 @@ from lrsearch import artifacts, store
 from lrsearch.datasets import catalog
 from lrsearch.extensions import db
 from lrsearch.models import Search, Trial
-from lrsearch.search import ranking, sampler
+from lrsearch.search import ranking, refine, sampler
 from lrsearch.settings import MAX_INTEGER, SpecError, parse_spec
 from lrsearch.store import reads
 from lrsearch.web import downloads, serialize, summaries
@@ -32,7 +32,7 @@ def json_body() -> dict:
     return body
 
 
-def start_search(raw: dict) -> Search:
+def start_search(raw: dict, parent_id: int | None = None) -> Search:
     """Check settings and caps, then store the search (nothing is written on failure)."""
     spec = parse_spec(raw, current_app.config, catalog.shape_of(db.session))
     active = reads.active_searches(db.session)
@@ -42,7 +42,13 @@ def start_search(raw: dict) -> Search:
             f"{active} searches are already queued or running; "
             f"the cap is {current_app.config['MAX_ACTIVE_SEARCHES']}",
         )
-    return sampler.create_search(db.session, spec)
+    return sampler.create_search(db.session, spec, parent_id)
+
+
+def refine_search(parent: Search, factor: object, trials: object) -> Search:
+    """Start a search refining `parent` around its best rate (SpecError if it cannot)."""
+    raw = refine.refined_settings(db.session, parent, factor, trials)
+    return start_search(raw, parent_id=parent.id)
 
 
 @bp.post("/searches")
@@ -93,6 +99,18 @@ def search_poll(search_id: int) -> dict:
         "trials": [serialize.trial_row(t) for t in changed],
         **serialize.epochs(reads.epochs_after(db.session, search_id, after), after),
     }
+
+
+@bp.post("/searches/<int:search_id>/refine")
+def refine_a_search(search_id: int) -> tuple[dict, int, dict]:
+    """Refine around the best rate: `{"factor": 3, "trials": N}` (both optional); 201."""
+    body = json_body()
+    try:
+        search = refine_search(get_search(search_id), body.get("factor"), body.get("trials"))
+    except SpecError as exc:
+        raise ApiError(400, "cannot refine this search", errors=exc.errors) from None
+    summary = summaries.search_summary(search)
+    return {"id": search.id, **summary}, 201, {"Location": summary["api_url"]}
 
 
 @bp.post("/searches/<int:search_id>/cancel")

@@ -64,6 +64,13 @@ class CancelForm(FlaskForm):
     """The cancel button: nothing but its CSRF token."""
 
 
+class RefineForm(FlaskForm):
+    """Refine around the best rate: how wide, and how many trials (checked by refine)."""
+
+    factor = StringField("Factor", default="3", description="rates in [best / f, best x f]")
+    trials = StringField("Trials", description="empty: as many as this search")
+
+
 class RemoveForm(FlaskForm):
     """A data set's Fetch or Remove button: nothing but its CSRF token."""
 

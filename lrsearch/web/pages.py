@@ -27,10 +27,11 @@ from lrsearch.models import READY, SEARCH_FINAL, Search, Trial
 from lrsearch.search import ranking
 from lrsearch.settings import SpecError, format_lr
 from lrsearch.store import datasets as records
+from lrsearch.store import reads
 from lrsearch.training import dataset_shape
 from lrsearch.web import api, downloads, errors, serialize, summaries
 from lrsearch.web.errors import ApiError
-from lrsearch.web.forms import CancelForm, SearchForm
+from lrsearch.web.forms import CancelForm, RefineForm, SearchForm
 
 log = logging.getLogger(__name__)
 BUILT_IN_NAMES = ("digits", "synthetic")
@@ -97,6 +98,8 @@ def search(search_id: int) -> str:
     return render_template(
         "search.html",
         search=summary,
+        refinements=reads.refinements_of(db.session, search_id),
+        refine_form=RefineForm(),
         cancel_form=CancelForm(),
         finished=found.status in SEARCH_FINAL,
         top_k=top_k,
@@ -121,6 +124,22 @@ def first_curves(search: Search) -> tuple[int, list[int] | None]:
     if search.n_trials <= ALL_CURVES_UP_TO:
         return 0, None
     return DEFAULT_TOP_K, ranking.top_trial_ids(db.session, search.id, DEFAULT_TOP_K)
+
+
+@bp.post("/searches/<int:search_id>/refine")
+def refine_search(search_id: int) -> BaseResponse:
+    """The Refine button: a new search around this one's best rate, then its page."""
+    parent = db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    form = RefineForm()
+    if not form.validate_on_submit():
+        abort(400, description="The form expired; reload the page and try again.")
+    try:
+        child = api.refine_search(parent, form.factor.data, form.trials.data)
+    except SpecError as exc:
+        abort(400, description="; ".join(f"{k}: {v}" for k, v in exc.errors.items()))
+    except ApiError as exc:
+        abort(exc.status, description=exc.reason)
+    return redirect(url_for("pages.search", search_id=child.id), 303)
 
 
 @bp.post("/searches/<int:search_id>/cancel")

@@ -46,6 +46,7 @@ def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, objec
         "progress": done / planned if planned else 1.0,
         "counts": totals.counts,
         "best": trial_brief(best) if best else None,
+        "parent_id": search.parent_id,
         "url": url_for("pages.search", search_id=search.id),
         "api_url": url_for("api.search_detail", search_id=search.id),
     }

@@ -24,7 +24,8 @@
   function row(s) {
     return L.el("tr", { dataset: { id: s.id } },
       L.el("td", { className: "num" }, s.id),
-      L.el("td", {}, L.el("a", { href: s.url }, s.name || `search ${s.id}`)),
+      L.el("td", {}, L.el("a", { href: s.url }, s.name || `search ${s.id}`),
+        s.parent_id ? L.el("span", { className: "small lineage" }, ` ↳ refines #${s.parent_id}`) : ""),
       L.el("td", {}, s.dataset),
       L.el("td", { className: "num" }, `${L.formatLr(s.lr_min)} – ${L.formatLr(s.lr_max)}`),
       progressCell(s),

@@ -395,3 +395,22 @@ def test_pruned_trials_show_as_pruned(page, server):
     assert len(dashed) == pruned and all(c["dash"] == "dash" for c in dashed)
     assert all(c["points"] < 9 for c in dashed)
     assert all(c["dash"] == "solid" and c["points"] == 9 for c in curves if not c["pruned"])
+
+
+def test_refine_then_compare_with_the_parent(page, server, watch):
+    """The Refine button on a finished search starts a child around its best rate; the
+    child's page links back and to a comparison, whose charts draw both."""
+    settings = {"name": "browser parent", "trials": 3, "epochs": 3, "workers": 2}
+    parent_id = page.request.post("/api/searches", data=settings).json()["id"]
+    page.goto(f"/searches/{parent_id}")
+    wait_for_status(page, "completed", timeout=60_000)
+    page.reload()
+    page.fill("#refine-form input[name=trials]", "2")
+    page.get_by_role("button", name="Refine around the best").click()
+    page.wait_for_url(re.compile(r"/searches/\d+$"))
+    assert page.url.rsplit("/", 1)[1] != str(parent_id)
+    assert page.locator("#parent-link").inner_text() == f"#{parent_id}"
+    wait_for_status(page, "completed", timeout=60_000)
+    page.locator("#compare-parent").click()
+    page.wait_for_function("() => document.getElementById('chart-rates').data?.length === 2")
+    assert page.locator("#compare-table tbody tr").count() == 2

@@ -1,0 +1,44 @@
+"""Refine around the best: a new search with a finished one's settings, its rates drawn in
+[best / factor, best x factor] (clamped to the caps), linked to it as its parent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from lrsearch.models import Search
+from lrsearch.search import ranking
+from lrsearch.settings import LR_CEILING, LR_FLOOR, SpecError
+
+DEFAULT_FACTOR = 3.0
+MAX_FACTOR = 1000.0
+
+
+def refined_settings(
+    session: Session, parent: Search, factor: Any = None, trials: Any = None
+) -> dict[str, Any]:
+    """The settings of a search refining `parent` (for parse_spec), or SpecError saying why
+    there can be none."""
+    factor = _factor(DEFAULT_FACTOR if factor in (None, "") else factor)
+    best = ranking.best_trial(session, parent.id)
+    if best is None:
+        raise SpecError({"search": f"search {parent.id} has no trial with an epoch to refine"})
+    raw: dict[str, Any] = parent.spec().as_dict()
+    raw.pop("hidden")  # the parent's layers say it
+    raw["lr_min"] = max(best.lr / factor, LR_FLOOR)
+    raw["lr_max"] = min(best.lr * factor, LR_CEILING)
+    if trials not in (None, ""):
+        raw["trials"] = trials
+    raw["name"] = f"{parent.name or f'search {parent.id}'} refined x{factor:g}"[:200]
+    return raw
+
+
+def _factor(value: Any) -> float:
+    try:
+        factor = float(value)
+    except (TypeError, ValueError):
+        raise SpecError({"factor": "must be a number"}) from None
+    if not 1.0 < factor <= MAX_FACTOR:
+        raise SpecError({"factor": f"must be above 1 and at most {MAX_FACTOR:g}"})
+    return factor

@@ -1,0 +1,70 @@
+"""Compare searches: their rates against best validation accuracy on one axis, each one's
+best curve, and a table of their answers and the epochs each spent."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, url_for
+
+from lrsearch.extensions import db
+from lrsearch.models import Search
+from lrsearch.search import ranking
+from lrsearch.store import reads
+from lrsearch.web import serialize, summaries
+from lrsearch.web.api import ids_arg
+from lrsearch.web.errors import ApiError
+from lrsearch.web.pages import chart_assets
+
+bp = Blueprint("compare", __name__)
+MAX_COMPARED = 10
+
+
+def compared_ids() -> list[int]:
+    """The `ids` argument: two to MAX_COMPARED searches that exist, else a 400 or 404."""
+    ids = list(dict.fromkeys(ids_arg("ids") or []))
+    if not 2 <= len(ids) <= MAX_COMPARED:
+        raise ApiError(400, f"give 2 to {MAX_COMPARED} search ids to compare, like ids=1,2",
+                       errors={"ids": f"{len(ids)} ids"})  # fmt: skip
+    missing = sorted(set(ids) - {s.id for s in _searches(ids)})
+    if missing:
+        raise ApiError(404, f"no search {', '.join(map(str, missing))}")
+    return ids
+
+
+def _searches(ids: list[int]) -> list[Search]:
+    return list(db.session.execute(db.select(Search).where(Search.id.in_(ids))).scalars())
+
+
+def comparison(ids: list[int]) -> dict[str, object]:
+    """What the page and the API show of the compared searches, in the order asked."""
+    by_id = {s.id: s for s in _searches(ids)}
+    points = reads.rate_points(db.session, ids)
+    best = {i: ranking.best_trial(db.session, i) for i in ids}
+    curves = reads.curves_of(db.session, [b.id for b in best.values() if b])
+    compared = []
+    for search_id in ids:
+        summary = summaries.search_summary(by_id[search_id])
+        mine = [p for p in points if p.search_id == search_id]
+        top = best[search_id]
+        compared.append({
+            "search": summary,
+            "points": [{"trial_id": p.id, "lr": p.lr, "status": p.status,
+                        "best_val_acc": serialize.number(p.best_val_acc)} for p in mine],
+            "best_trial_id": top.id if top else None,
+            "best_curve": curves.get(top.id) if top else None,
+            "healthiest_trial_id": ranking.healthiest_trial_id(db.session, search_id),
+            "epochs_spent": summary["epochs_done"],
+        })  # fmt: skip
+    return {"searches": compared, "api_url": url_for("compare.api", ids=",".join(map(str, ids)))}
+
+
+@bp.get("/api/compare")
+def api() -> dict:
+    """Two or more searches side by side (`ids=1,2,3`)."""
+    return comparison(compared_ids())
+
+
+@bp.get("/compare")
+def page() -> str:
+    """The comparison page: rates against best val acc, best curves, a table."""
+    data = comparison(compared_ids())
+    return render_template("compare.html", data=data, **chart_assets())
