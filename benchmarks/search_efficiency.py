@@ -20,6 +20,7 @@ import statistics
 from common import bench_app, machine, run_search, shared_datasets
 
 from lrsearch.extensions import db
+from lrsearch.scheduling import METRICS
 from lrsearch.search import ranking
 from lrsearch.training.datasets import clear_dataset_cache, load_dataset
 
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--grace-period", type=int, default=1)
     parser.add_argument("--brackets", type=int, default=1)
-    parser.add_argument("--metric", default="val_acc", choices=("val_acc", "val_loss"))
+    parser.add_argument("--metric", default="val_acc", choices=tuple(METRICS))
     args = parser.parse_args()
     asha = {**ASHA, "grace_period": args.grace_period, "brackets": args.brackets,
             "metric": args.metric}  # fmt: skip

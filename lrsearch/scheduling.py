@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 SCHEDULERS = ("none", "asha")
-METRICS = {"val_acc": True, "val_loss": False}  # metric -> maximised
+# metric -> maximised: at the rung's epoch, or the trial's best up to it
+METRICS = {"val_acc": True, "val_loss": False, "best_val_acc": True, "min_val_loss": False}
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Rung:
     bracket: int
     brackets: int
     eta: int
-    metric: str  # "val_acc" or "val_loss"
+    metric: str  # a key of METRICS
 
     @property
     def maximise(self) -> bool:

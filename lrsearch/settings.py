@@ -154,7 +154,7 @@ class SearchSpec:
     )  # fmt: skip
     metric: str = setting(
         "val_acc", as_text, label="Rung metric", choices=tuple(METRICS), group="Early stopping",
-        help="val_acc (maximised) or val_loss (minimised)",
+        help="val_acc or val_loss at the rung's epoch, or best_val_acc or min_val_loss up to it",
     )  # fmt: skip
 
     def __post_init__(self) -> None:

@@ -123,3 +123,28 @@ def test_a_pruned_trial_is_the_best_only_when_nothing_completed(app, make_search
     listed = {x.search.id: x.best for x in ranking.list_searches(db.session)}
     assert listed[search.id].id == a.id
     assert ranking.healthiest_trial_id(db.session, search.id) is None  # never pruned ones
+
+
+@pytest.mark.parametrize(("metric", "second"), [("best_val_acc", PRUNED), ("val_acc", None)])
+def test_a_rung_on_the_best_so_far_counts_earlier_epochs(app, metric, second):
+    """Trial A had 0.9 at epoch 1 and 0.3 at the rung (epoch 2); B has 0.5 then 0.6. On
+    best_val_acc A's 0.9 counts, and B (not the best) is pruned; on val_acc B goes on."""
+    search = create_search(db.session, SearchSpec(trials=2, epochs=4, workers=2))
+    first, other = store.claim_trials(db.session, 2, search_id=search.id)
+    rung = Rung(epoch=2, bracket=0, brackets=1, eta=3, metric=metric)
+    engine = store.process_engine(app.config["DATABASE_URL"])
+
+    def epochs(trial, accs) -> str | None:
+        with engine.connect() as connection:
+            for epoch, acc in enumerate(accs, 1):
+                summary = {"best_val_acc": max(accs[:epoch]), "min_val_loss": 1.0}
+                at_rung = (search.id, rung) if epoch == rung.epoch else None
+                metrics = EpochMetrics(epoch, 4, 1.0, 0.5, 1.0, acc, 0.01)
+                reason = store.write_epoch(connection, *trial, metrics, summary, at_rung)
+        return reason
+
+    try:
+        assert epochs(first, [0.9, 0.3]) is None  # alone at the rung
+        assert epochs(other, [0.5, 0.6]) == second
+    finally:
+        engine.dispose()

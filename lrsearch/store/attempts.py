@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Connection, Dialect, bindparam, select
+from sqlalchemy import Connection, Dialect, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoResultFound
 
@@ -176,40 +176,62 @@ def write_epoch(
             return "lost"
         if updated[0]:
             return CANCELLED
-        if rung is not None and not _goes_on_at(execute, connection.dialect, *rung, metrics):
+        if rung is not None and not _goes_on_at(
+            execute, connection.dialect, *rung, metrics, summary
+        ):
             return PRUNED
         return None
 
     return retried_on_cursor(connection, steps)
 
 
-def _goes_on_at(execute, dialect: Dialect, search_id: int, rung: Rung, metrics) -> bool:
+def _goes_on_at(
+    execute, dialect: Dialect, search_id: int, rung: Rung, metrics, summary: dict
+) -> bool:
     """Whether the trial goes on past the rung, deciding with every value recorded there."""
     lock, values = _rung_statements(dialect, rung.metric)
     execute(lock, {"search_id": search_id})  # the trials reaching it after wait for this one
     at_rung = {"search_id": search_id, "epoch": rung.epoch, "brackets": rung.brackets,
                "bracket": rung.bracket}  # fmt: skip
     recorded = [row[0] for row in execute(values, at_rung).fetchall()]
-    own = metrics.acc_val if rung.metric == "val_acc" else metrics.val_loss
+    own = {"val_acc": metrics.acc_val, "val_loss": metrics.val_loss}.get(rung.metric)
+    if own is None:  # best_val_acc, min_val_loss: the trial's best so far
+        own = summary[rung.metric]
     return goes_on(own, recorded, rung.eta, rung.maximise)
 
 
-_RUNG_COLUMNS = {"val_acc": _epoch.c.acc_val, "val_loss": _epoch.c.val_loss}
+# A rung's value of each trial that reached it: the metric at the rung's epoch, or the
+# best of it up to there (best_val_acc, min_val_loss: less noisy, kinder to a trial that
+# had one bad epoch just at the rung).
+_AT_RUNG = {"val_acc": _epoch.c.acc_val, "val_loss": _epoch.c.val_loss}
+_UP_TO_RUNG = {
+    "best_val_acc": func.max(_epoch.c.acc_val),
+    "min_val_loss": func.min(_epoch.c.val_loss),
+}
 
 
 @functools.cache
 def _rung_statements(dialect: Dialect, metric: str) -> tuple:
     """(lock the search, the metric's values recorded at a rung of one bracket)."""
     current = (_trial.c.id == _epoch.c.trial_id) & (_trial.c.attempt == _epoch.c.attempt)
-    values = (
-        select(_RUNG_COLUMNS[metric])
-        .select_from(_epoch.join(_trial, current))
-        .where(
-            _trial.c.search_id == bindparam("search_id"),
-            _epoch.c.epoch == bindparam("epoch"),
-            _trial.c.index % bindparam("brackets") == bindparam("bracket"),
-        )
+    of_bracket = (
+        _trial.c.search_id == bindparam("search_id"),
+        _trial.c.index % bindparam("brackets") == bindparam("bracket"),
     )
+    if metric in _AT_RUNG:
+        values = (
+            select(_AT_RUNG[metric])
+            .select_from(_epoch.join(_trial, current))
+            .where(*of_bracket, _epoch.c.epoch == bindparam("epoch"))
+        )
+    else:  # each trial that reached the rung: its best up to the rung's epoch
+        values = (
+            select(_UP_TO_RUNG[metric])
+            .select_from(_epoch.join(_trial, current))
+            .where(*of_bracket, _epoch.c.epoch <= bindparam("epoch"))
+            .group_by(_trial.c.id)
+            .having(func.max(_epoch.c.epoch) >= bindparam("epoch"))
+        )
     names = ("search_id", "epoch", "brackets", "bracket")
     return PreparedStatement(LOCK_SEARCH, dialect, ["search_id"]), PreparedStatement(
         values, dialect, names
