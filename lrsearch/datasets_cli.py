@@ -46,8 +46,12 @@ def _run_job(record: Dataset, what: str) -> Dataset:
                 bar.update(step)
                 done[0] += step
 
-        prepare_dataset(dataset_id, config["DATABASE_URL"], config["DATA_DIR"],
-                        catalog.runner_options(config), on_progress)  # fmt: skip
+        try:
+            prepare_dataset(dataset_id, config["DATABASE_URL"], config["DATA_DIR"],
+                            catalog.runner_options(config), on_progress)  # fmt: skip
+        except KeyboardInterrupt:  # failed, its files gone (prepare_dataset): forget it too
+            records.delete_dataset(db.session, name)
+            _fail(f"{name}: interrupted; nothing kept", code=130)
         bar.update(1000 - done[0])
     db.session.expire_all()
     return db.session.get(Dataset, dataset_id)

@@ -23,7 +23,7 @@ from lrsearch.extensions import db
 from lrsearch.settings import SETTINGS, STORED_SETTINGS, SearchSpec
 
 # Trial states. A trial whose runner died is re-queued at once, its `interruptions` counted and
-# its epochs kept under their attempt; `pruned` is reserved for schedulers.
+# its epochs kept under their attempt; `pruned`: stopped early by the search's scheduler.
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 DIVERGED, CANCELLED, PRUNED = "diverged", "cancelled", "pruned"
 TRIAL_FINAL = (COMPLETED, FAILED, DIVERGED, CANCELLED, PRUNED)

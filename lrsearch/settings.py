@@ -84,7 +84,7 @@ class SearchSpec:
     )  # fmt: skip
     dataset: str = setting(
         "digits", as_text, at_most(100), label="Dataset",
-        help="digits, mnist, synthetic or synthetic:NxDxK",
+        help="digits, synthetic[:NxDxK], or one fetched or added on the Datasets page",
         group="What to train",
     )  # fmt: skip
     hidden: list[int] = setting(
@@ -228,6 +228,9 @@ def _check_together(values: dict, limits: Mapping[str, Any], shape_of: ShapeOf) 
             errors["epochs"] = (
                 f"trials x epochs is {budget}, above the cap of {limits['MAX_TRIAL_EPOCHS']}"
             )
+    if values.get("scheduler") == "asha" and "grace_period" in values and "epochs" in values:
+        if values["grace_period"] >= values["epochs"]:
+            errors["grace_period"] = "must be below epochs, or asha never stops a trial"
     if "dataset" not in values:
         return errors
     try:

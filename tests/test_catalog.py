@@ -313,3 +313,44 @@ def test_any_upload_ends_ready_or_failed_and_nothing_is_half_written(app, client
             assert not folder.exists() and record.error and "\n" not in record.error
         assert client.delete("/api/datasets/fuzzed").status_code == 200
     assert records.list_datasets(db.session) == [] and leftovers(app) == []
+
+
+def test_removing_a_data_set_added_from_a_file_keeps_the_file(app, cli, client, tmp_path):
+    path = tmp_path / "mine.csv"
+    path.write_bytes(csv_bytes())
+    assert cli.invoke(args=["lrsearch", "datasets", "add", "mine", str(path)]).exit_code == 0
+    assert client.delete("/api/datasets/mine").status_code == 200
+    assert path.is_file() and leftovers(app) == []
+
+
+def test_removing_a_data_set_leaves_another_whose_name_starts_alike(app, client):
+    for name in ("iris", "iris-v2"):
+        upload(client, name, csv_bytes(rows=30))
+        assert ready(app, name).status == "ready"
+        cache.load(name, app.config["DATA_DIR"], seed=0)  # its workers' copy
+    assert client.delete("/api/datasets/iris").status_code == 200
+    assert all("iris-v2" in path for path in leftovers(app))
+    assert any(path.startswith("cache/stored-iris-v2-") for path in leftovers(app))
+
+
+def test_a_data_set_removed_and_added_again_is_read_anew(app, client):
+    upload(client, "again", csv_bytes(rows=30, features=4))
+    ready(app, "again")
+    first = cache.load("again", app.config["DATA_DIR"], seed=0)
+    client.delete("/api/datasets/again")
+    upload(client, "again", csv_bytes(rows=30, features=5))
+    ready(app, "again")
+    assert cache.load("again", app.config["DATA_DIR"], seed=0).n_features == 5 != first.n_features
+
+
+def test_too_few_samples_for_a_validation_part_are_refused(app, client):
+    content = b"".join(b"%d,%d\n" % (i, i % 10) for i in range(20))  # 2 a class: none held out
+    upload(client, "tiny", content)
+    record = ready(app, "tiny")
+    assert record.status == "failed" and "leave none for validation" in record.error
+
+
+def test_samples_take_a_whole_number_else_the_default(client):
+    assert client.get("/api/datasets/digits/samples?per_class=x").status_code == 200  # default
+    body = client.get("/api/datasets/digits/samples?per_class=2").get_json()
+    assert body["shape"] == [8, 8] and [len(c["images"]) for c in body["classes"]] == [2] * 10

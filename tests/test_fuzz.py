@@ -298,9 +298,10 @@ def valid_settings(draw) -> dict:
         "workers": draw(whole(1, 64)),
         "seed": draw(whole(0, MAX_SEED)),
         "sampler": draw(st.sampled_from(["random", "grid", " grid "])),
-        "scheduler": draw(st.sampled_from(["none", "asha", " asha "])),
+        # asha's first rung must come before the last epoch
+        "scheduler": draw(st.sampled_from(["none", "asha", " asha "] if epochs > 1 else ["none"])),
         "reduction_factor": draw(whole(2, 100)),
-        "grace_period": draw(whole(1, 1000)),
+        "grace_period": draw(whole(1, max(epochs - 1, 1))),
         "brackets": draw(whole(1, 10)),
         "metric": draw(st.sampled_from(["val_acc", "val_loss"])),
     }

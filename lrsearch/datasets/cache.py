@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -78,17 +79,37 @@ def store_arrays(
 
 
 def remove_arrays(data_dir: str | os.PathLike, name: str) -> None:
-    """Remove a stored data set's arrays and its workers' cache."""
-    shutil.rmtree(arrays_folder(data_dir, name), ignore_errors=True)
+    """Remove a stored data set's arrays (a half-written copy too) and its workers' cache."""
+    folder = arrays_folder(data_dir, name)
+    for path in [folder, *folder.parent.glob(f".{name}.*")]:  # store_arrays' partial copies
+        shutil.rmtree(path, ignore_errors=True)
+    mine = re.compile(rf"stored-{re.escape(name)}-[0-9a-f]{{16}}-(given|seed\d+)(\.lock)?")
     for stale in (datasets_root(data_dir) / "cache").glob(f"stored-{name}-*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+        if mine.fullmatch(stale.name):  # not another data set's whose name starts like it
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink()
+
+
+def remove_upload(data_dir: str | os.PathLike, options: dict) -> None:
+    """Remove the upload a data set was imported from, never a file of the user's own (one
+    named on the command line stays where it is)."""
+    if not options.get("file") or options.get("keep_file"):
+        return
+    uploads = (datasets_root(data_dir) / "uploads").resolve()
+    path = (Path(data_dir) / options["file"]).resolve()
+    if path.parent == uploads:
+        path.unlink(missing_ok=True)
 
 
 def load(name: str, data_dir: str | os.PathLike, seed: int = 0) -> Dataset:
     """The data set a trial trains on: built in, or stored (split and standardised by seed)."""
     if is_built_in(name):
         return load_dataset(name, datasets_root(data_dir), seed=seed)
-    return _load_stored(name, str(Path(data_dir).resolve()), int(seed))
+    folder = arrays_folder(data_dir, name)
+    try:  # the data set's content is part of the key: a name removed and added again
+        meta = json.loads((folder / "meta.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"data set {name!r} is not stored in {folder}: {exc}") from exc
+    return _load_stored(name, str(Path(data_dir).resolve()), int(seed), meta["sha256"])
 
 
 def clear_cache() -> None:
@@ -97,12 +118,11 @@ def clear_cache() -> None:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_stored(name: str, data_dir: str, seed: int) -> Dataset:
+def _load_stored(name: str, data_dir: str, seed: int, sha256: str) -> Dataset:
     folder = arrays_folder(data_dir, name)
-    try:
-        meta = json.loads((folder / "meta.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"data set {name!r} is not stored in {folder}: {exc}") from exc
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta["sha256"] != sha256:
+        raise DatasetError(f"data set {name!r} changed while it was read: try again")
     given = (folder / "x_val.npy").is_file()
     key = "given" if given else f"seed{seed}"
     cache = datasets_root(data_dir) / "cache" / f"stored-{name}-{meta['sha256'][:16]}-{key}"

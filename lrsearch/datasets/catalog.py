@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from lrsearch.datasets import cache
@@ -91,7 +92,7 @@ def request_fetch(session: Session, name: str, taken: bool = False) -> Dataset:
     if record is not None:
         records.delete_dataset(session, name)
     source = "fetched from its mirrors"
-    return records.add_dataset(session, name, name, FETCHING, source, {}, taken=taken)
+    return _added(session, name, name, FETCHING, source, {}, taken=taken, status=409)
 
 
 def request_import(
@@ -109,7 +110,7 @@ def request_import(
         "label_column": label_column or None,
     }
     source = f"uploaded {filename}"[:400]
-    return records.add_dataset(session, name, _kind(filename), IMPORTING, source, options)
+    return _added(session, name, _kind(filename), IMPORTING, source, options)
 
 
 def request_local_import(
@@ -120,9 +121,16 @@ def request_local_import(
     options = {"file": str(path), "filename": path.name, "label_column": label_column,
                "keep_file": True}  # fmt: skip
     source = f"added from {path}"[:400]
-    return records.add_dataset(
-        session, name, _kind(path.name), IMPORTING, source, options, taken=True
-    )
+    return _added(session, name, _kind(path.name), IMPORTING, source, options, taken=True)
+
+
+def _added(session: Session, name: str, *args, taken: bool = False, status: int = 400) -> Dataset:
+    """records.add_dataset; a name taken by a request in the meantime is the caller's error."""
+    try:
+        return records.add_dataset(session, name, *args, taken=taken)
+    except IntegrityError:
+        session.rollback()
+        raise DatasetRequestError(f"a data set named {name} exists already", status) from None
 
 
 def _kind(filename: str) -> str:
@@ -150,11 +158,10 @@ def remove(session: Session, data_dir: str, name: str) -> None:
         )
     if record.status in (FETCHING, IMPORTING) and record.started_at is not None:
         raise DatasetRequestError(f"{name} is being prepared: wait until it ends", status=409)
-    upload = record.options.get("file")
+    options = record.options
     records.delete_dataset(session, name)
     cache.remove_arrays(data_dir, name)
-    if upload:
-        (Path(data_dir) / upload).unlink(missing_ok=True)
+    cache.remove_upload(data_dir, options)
 
 
 def runner_options(config: Mapping) -> dict:

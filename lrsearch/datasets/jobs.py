@@ -8,8 +8,10 @@ reports its progress and ends the record ready or failed, its files all written 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from lrsearch.datasets import cache as stored
+from lrsearch.datasets.cache import VAL_FRACTION
 from lrsearch.datasets.fetch import SOURCES, FetchError, fetch_files, read_images
 from lrsearch.datasets.readers import (
     Caps,
@@ -28,13 +31,14 @@ from lrsearch.datasets.readers import (
     read_dataset,
     read_npz,
 )
-from lrsearch.models import Dataset
+from lrsearch.models import READY, Dataset
 from lrsearch.store import datasets as records
 from lrsearch.store.transactions import process_engine
 from lrsearch.training import DatasetError
 
 log = logging.getLogger(__name__)
 PROGRESS_EVERY_SECONDS = 0.5  # a page polls each second; more often would only cost writes
+HEARTBEAT_SECONDS = 5.0  # well inside the runner's stale limit
 
 
 @cache
@@ -61,30 +65,74 @@ def prepare_dataset(
             return "gone"
         name, kind, own = record.name, record.kind, record.options
         report = _reporter(session, dataset_id, on_progress)
-        # An upload is the data folder's to remove; a file named on the command line is not.
-        upload = Path(data_dir) / own["file"] if own.get("file") else None
-        if own.get("keep_file"):
-            upload, source_file = None, Path(own["file"])
-        else:
-            source_file = upload
+        source_file = Path(data_dir) / own["file"] if own.get("file") else None
         try:
-            caps = Caps(**options.get("caps", {}))
-            if kind in SOURCES:
-                data = _fetched(SOURCES[kind], data_dir, options, report, caps)
-            else:
-                report(0.0, "reading " + (own.get("filename") or kind))
-                data = _read_upload(source_file, own, caps)
-            report(0.9, "storing the arrays")
-            values = _store(data_dir, name, data)
+            with _heartbeat(database_url, dataset_id):
+                caps = Caps(**options.get("caps", {}))
+                if kind in SOURCES:
+                    data = _fetched(SOURCES[kind], data_dir, options, report, caps)
+                else:
+                    report(0.0, "reading " + (own.get("filename") or kind))
+                    data = _read_upload(source_file, own, caps)
+                _check_split(data)
+                report(0.9, "storing the arrays")
+                values = _store(data_dir, name, data)
         except (FetchError, DatasetFileError, DatasetError, OSError) as exc:
             stored.remove_arrays(data_dir, name)
             records.fail_dataset(session, dataset_id, _one_line(exc))
             return "failed"
+        except BaseException as exc:  # a bug, or Ctrl-C on the command line: never half-ready
+            stored.remove_arrays(data_dir, name)
+            records.fail_dataset(session, dataset_id, f"stopped: {_one_line(exc)}")
+            raise
         finally:
-            if upload is not None:
-                upload.unlink(missing_ok=True)
-        records.finish_dataset(session, dataset_id, **values)
+            stored.remove_upload(data_dir, own)
+        if not records.finish_dataset(session, dataset_id, **values):
+            stored.remove_arrays(data_dir, name)  # removed, or failed as interrupted, meanwhile
+            return "gone"
         return "ready"
+
+
+def abandon(session: Session, dataset_id: int, data_dir: str, error: str) -> None:
+    """A job whose worker died or whose runner stopped: failed, with no file left (its
+    upload, a half-written copy of its arrays)."""
+    record = session.get(Dataset, dataset_id)
+    records.fail_dataset(session, dataset_id, error)
+    if record is not None and record.status != READY:
+        stored.remove_arrays(data_dir, record.name)
+        stored.remove_upload(data_dir, record.options)
+
+
+def _check_split(data: RawData) -> None:
+    """Refuse data whose 80/20 split per class would leave the validation part empty."""
+    if data.y_val is not None:
+        return
+    held_out = sum(round(VAL_FRACTION * n) for n in np.bincount(data.y) if n)
+    if held_out == 0:
+        raise DatasetFileError(
+            f"{len(data.y)} samples leave none for validation in an 80/20 split per class: "
+            "give more samples, or a validation part (x_val, y_val in an NPZ)"
+        )
+
+
+@contextmanager
+def _heartbeat(database_url: str, dataset_id: int) -> Iterator[None]:
+    """Mark the job alive every few seconds while it runs, a long parse included (the
+    command line has no runner touching it)."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        with Session(_engine(database_url)) as session:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                records.touch_dataset_heartbeats(session, [dataset_id])
+
+    thread = threading.Thread(target=beat, name="dataset-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _read_upload(path: Path, own: dict, caps: Caps) -> RawData:

@@ -19,7 +19,7 @@ import numpy as np
 
 from lrsearch.datasets.csv_rows import parse_csv
 
-# The names both formats share live in labels; they are this module's interface too.
+# The names both formats share live in parsing; they are this module's interface too.
 from lrsearch.datasets.parsing import (
     CLASSES_ENV,
     FEATURES_ENV,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from lrsearch import store
-from lrsearch.datasets.jobs import prepare_dataset
+from lrsearch.datasets.jobs import abandon, prepare_dataset
 from lrsearch.execution.slots import Slots
 from lrsearch.execution.worker import draw_plots, run_trial, worker_name
 from lrsearch.store import datasets
@@ -176,7 +176,7 @@ class Runner:
             dataset_id, death = self.jobs.pop(future), self.slots.done(future)
             if future.exception() is not None:
                 error = death or f"{type(future.exception()).__name__}: {future.exception()}"
-                datasets.fail_dataset(self.session, dataset_id, error)
+                abandon(self.session, dataset_id, self.settings.data_dir, error)
             return
         trial_id, attempt = self.futures.pop(future)
         death = self.slots.done(future)
@@ -202,7 +202,8 @@ class Runner:
         self.chores.clear()
         self.jobs.clear()
         for dataset_id in jobs:  # never left half-ready
-            datasets.fail_dataset(self.session, dataset_id, "interrupted (the runner stopped)")
+            stopped = "interrupted (the runner stopped)"
+            abandon(self.session, dataset_id, self.settings.data_dir, stopped)
         if running:
             store.requeue_interrupted(
                 self.session, trial_ids=running, max_interruptions=self.settings.max_interruptions

@@ -115,27 +115,30 @@ def report_progress(session: Session, dataset_id: int, progress: float, note: st
     )
 
 
-def finish_dataset(session: Session, dataset_id: int, **values: object) -> None:
-    """Mark a job's data set ready, with what it found (samples, classes, sha256, ...)."""
+def finish_dataset(session: Session, dataset_id: int, **values: object) -> bool:
+    """Mark a job's data set ready, with what it found (samples, classes, sha256, ...);
+    False if it is no longer being prepared (removed, or failed as interrupted)."""
     for key in ("class_counts", "labels"):
         if key in values:
             values[f"{key}_json"] = json.dumps(values.pop(key))
     done = {"status": READY, "progress": 1.0, "progress_note": "", "finished_at": utcnow()}
-    retry_transaction(
-        session,
-        lambda s: s.execute(
-            update(Dataset).where(Dataset.id == dataset_id).values(**done, **values, error=None)
-        ),
+    finish = (
+        update(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.status.in_(DATASET_BUSY))
+        .values(**done, **values, error=None)
     )
+    return bool(retry_transaction(session, lambda s: s.execute(finish).rowcount))
 
 
 def fail_dataset(session: Session, dataset_id: int, error: str) -> None:
-    """Mark a job's data set failed, with why."""
+    """Mark a job's data set failed, with why (if it is still being prepared)."""
     values = {"status": FAILED, "error": error, "progress_note": "", "finished_at": utcnow()}
-    retry_transaction(
-        session,
-        lambda s: s.execute(update(Dataset).where(Dataset.id == dataset_id).values(**values)),
+    fail = (
+        update(Dataset)
+        .where(Dataset.id == dataset_id, Dataset.status.in_(DATASET_BUSY))
+        .values(**values)
     )
+    retry_transaction(session, lambda s: s.execute(fail))
 
 
 def touch_dataset_heartbeats(session: Session, dataset_ids: list[int]) -> None:

@@ -49,7 +49,7 @@ def index() -> str:
     )
 
 
-@bp.post("/datasets/fetch/<name>")
+@bp.post("/datasets/<name>/fetch")
 def fetch(name: str) -> BaseResponse:
     """The Fetch button: the runner downloads it; the page shows the progress."""
     if not RemoveForm().validate_on_submit():
@@ -143,7 +143,7 @@ def api_samples(name: str) -> dict:
     row = _one(name)
     if row["status"] != "ready" or not row["image_shape"]:
         raise ApiError(404, f"{name} has no sample images (not ready, or not image-shaped)")
-    per_class = min(max(int(request.args.get("per_class", 8)), 1), 20)
+    per_class = min(max(request.args.get("per_class", 8, type=int), 1), 20)
     try:
         found = cache.samples_per_class(name, current_app.config["DATA_DIR"], per_class)
     except DatasetError as exc:
