@@ -8,7 +8,7 @@ A new setting needs its field here (with its checks and help text), its column o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from lrsearch.scheduling import METRICS, SCHEDULERS
@@ -189,8 +189,11 @@ PUBLIC_SETTINGS: tuple[Setting, ...] = tuple(s for s in SETTINGS if s.public)
 
 def _check_fields(raw: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[dict, dict]:
     """Convert and range-check each public setting on its own."""
-    defaults, values, errors = {f.name: f.default for f in fields(SearchSpec)}, {}, {}
-    defaults["hidden"] = [128]
+    defaults = {
+        f.name: f.default if f.default_factory is MISSING else f.default_factory()
+        for f in fields(SearchSpec)
+    }
+    values, errors = {}, {}
     for spec in PUBLIC_SETTINGS:
         name = spec.name
         value = raw.get(name)

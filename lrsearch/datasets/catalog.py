@@ -66,6 +66,13 @@ def shape_of(session: Session) -> ShapeOf:
     return shape
 
 
+def ready_shapes(session: Session) -> dict[str, list[int]]:
+    """[features, classes] of every data set a search may train on now, built in first."""
+    shapes = {name: list(dataset_shape(name)) for name in cache.BUILT_IN}
+    ready = records.list_datasets(session)
+    return shapes | {r.name: [r.features, r.classes] for r in ready if r.status == READY}
+
+
 def check_new_name(session: Session, name: str) -> None:
     """Refuse a name that is not a plain identifier, is built in, or is taken."""
     if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -73,7 +80,7 @@ def check_new_name(session: Session, name: str) -> None:
             "must start with a letter and hold only letters, digits, '-' and '_' "
             "(at most 64 characters)"
         )
-    if cache.is_built_in(name) or name.lower() in ("digits", "synthetic"):
+    if cache.is_built_in(name) or name.lower() in cache.BUILT_IN:
         raise DatasetRequestError(f"{name} is built in: choose another name")
     if records.get_dataset(session, name) is not None:
         raise DatasetRequestError(f"a data set named {name} exists already: choose another name")

@@ -18,25 +18,25 @@ bp = Blueprint("compare", __name__)
 MAX_COMPARED = 10
 
 
-def compared_ids() -> list[int]:
-    """The `ids` argument: two to MAX_COMPARED searches that exist, else a 400 or 404."""
+def compared_searches() -> list[Search]:
+    """The `ids` argument's searches, in its order: two to MAX_COMPARED that exist, else a
+    400 or 404."""
     ids = list(dict.fromkeys(ids_arg("ids") or []))
     if not 2 <= len(ids) <= MAX_COMPARED:
         raise ApiError(400, f"give 2 to {MAX_COMPARED} search ids to compare, like ids=1,2",
                        errors={"ids": f"{len(ids)} ids"})  # fmt: skip
-    missing = sorted(set(ids) - {s.id for s in _searches(ids)})
+    found = db.session.execute(db.select(Search).where(Search.id.in_(ids))).scalars()
+    by_id = {s.id: s for s in found}
+    missing = sorted(set(ids) - set(by_id))
     if missing:
         raise ApiError(404, f"no search {', '.join(map(str, missing))}")
-    return ids
+    return [by_id[i] for i in ids]
 
 
-def _searches(ids: list[int]) -> list[Search]:
-    return list(db.session.execute(db.select(Search).where(Search.id.in_(ids))).scalars())
-
-
-def comparison(ids: list[int]) -> dict[str, object]:
-    """What the page and the API show of the compared searches, in the order asked."""
-    by_id = {s.id: s for s in _searches(ids)}
+def comparison(searches: list[Search]) -> dict[str, object]:
+    """What the page and the API show of the compared searches, in the order given."""
+    ids = [s.id for s in searches]
+    by_id = {s.id: s for s in searches}
     points = reads.rate_points(db.session, ids)
     best = {i: ranking.best_trial(db.session, i) for i in ids}
     curves = reads.curves_of(db.session, [b.id for b in best.values() if b])
@@ -60,11 +60,11 @@ def comparison(ids: list[int]) -> dict[str, object]:
 @bp.get("/api/compare")
 def api() -> dict:
     """Two or more searches side by side (`ids=1,2,3`)."""
-    return comparison(compared_ids())
+    return comparison(compared_searches())
 
 
 @bp.get("/compare")
 def page() -> str:
     """The comparison page: rates against best val acc, best curves, a table."""
-    data = comparison(compared_ids())
+    data = comparison(compared_searches())
     return render_template("compare.html", data=data, **chart_assets())

@@ -22,19 +22,17 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response as BaseResponse
 
 from lrsearch import artifacts, store
+from lrsearch.datasets import catalog
 from lrsearch.extensions import db
-from lrsearch.models import READY, SEARCH_FINAL, Search, Trial
+from lrsearch.models import SEARCH_FINAL, Search, Trial
 from lrsearch.search import ranking
 from lrsearch.settings import SpecError, format_lr
-from lrsearch.store import datasets as records
 from lrsearch.store import reads
-from lrsearch.training import dataset_shape
 from lrsearch.web import api, downloads, errors, serialize, summaries
 from lrsearch.web.errors import ApiError
 from lrsearch.web.forms import CancelForm, RefineForm, SearchForm
 
 log = logging.getLogger(__name__)
-BUILT_IN_NAMES = ("digits", "synthetic")
 bp = Blueprint("pages", __name__)
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 CHART_PAGES_MAX_AGE = 24 * 3600
@@ -80,9 +78,7 @@ def csrf_error(error: CSRFError) -> tuple[str, int]:
 
 def render_new(form: SearchForm) -> str:
     """The new-search page, with the data sets a search may train on now and their shapes."""
-    ready = {r.name: [r.features, r.classes] for r in records.list_datasets(db.session)
-             if r.status == READY}  # fmt: skip
-    shapes = {name: list(dataset_shape(name)) for name in BUILT_IN_NAMES} | ready
+    shapes = catalog.ready_shapes(db.session)
     return render_template("new.html", form=form, shapes=shapes)
 
 
