@@ -6,6 +6,7 @@ import csv
 import functools
 import io
 import json
+import math
 import os
 import threading
 import zipfile
@@ -77,6 +78,52 @@ def draw_plot(path: Path, title: str, epochs: Sequence[dict[str, float]]) -> Non
             ax.autoscale_view()
         figure.texts[0].set_text(title)  # the suptitle
         png = _png(figure)
+    tmp = path.with_suffix(".tmp.png")
+    tmp.write_bytes(png)
+    tmp.replace(path)
+
+
+def write_range_log(folder: Path, attempt: int, points: Sequence) -> None:
+    """A range test's log.txt: one line per batch."""
+    with start_log(folder, attempt) as log_file:
+        for p in points:
+            log_file.write(
+                f"[{p.step}] lr:{p.lr:.6e},loss:{p.loss:.4f},smoothed:{p.smoothed:.4f}\n"
+            )
+
+
+def write_log(folder: Path, attempt: int, planned: int, epochs: Sequence[dict[str, float]]) -> None:
+    """A trial's log.txt written whole from its stored epochs (of `planned`): for a trial
+    that ran where this machine's disk is not."""
+    with start_log(folder, attempt) as log_file:
+        for e in epochs:
+            line = log_line(e["epoch"], planned, e["loss"], e["acc_train"], e["val_loss"],
+                            e["acc_val"])  # fmt: skip
+            log_file.write(line + "\n")
+
+
+def draw_range_plot(path: Path, title: str, points: Sequence, suggestion) -> None:
+    """Save a range test's loss against rate (log axis), the suggested range shaded."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    lrs = [p.lr for p in points]
+    ax.plot(lrs, [p.loss for p in points], ".", alpha=0.35, label="batch loss")
+    ax.plot(lrs, [p.smoothed for p in points], label="smoothed (β 0.98)")
+    if suggestion is not None:
+        ax.axvspan(suggestion.lr_min, suggestion.lr_max, alpha=0.15, color="tab:green",
+                   label="suggested range")  # fmt: skip
+    ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title=title)
+    finite = [p.loss for p in points if math.isfinite(p.loss)]
+    if finite:  # the exploding tail would flatten the valley
+        ax.set_ylim(min(finite) * 0.9, max(p.smoothed for p in points[:1]) * 1.6)
+    ax.grid(alpha=0.3)
+    ax.legend(frameon=False)
+    figure.tight_layout()
+    png = _png(figure)
     tmp = path.with_suffix(".tmp.png")
     tmp.write_bytes(png)
     tmp.replace(path)

@@ -22,6 +22,7 @@ from lrsearch.search.sampler import create_search
 from lrsearch.settings import (
     MAX_INTEGER,
     PUBLIC_SETTINGS,
+    RANGE_TEST,
     SearchSpec,
     SpecError,
     format_lr,
@@ -75,10 +76,13 @@ DEFAULTS = SearchSpec().as_dict()
 NO_DEFAULT_SHOWN = ("workers", "name", "layers")
 
 
-def spec_options(command):
-    """Add one text option per public setting; parse_spec checks them all at once."""
+def spec_options(command, names: tuple[str, ...] | None = None, defaults=DEFAULTS):
+    """Add one text option per public setting (or per one of `names`); parse_spec checks
+    them all at once."""
     for setting in reversed(PUBLIC_SETTINGS):
-        default = DEFAULTS[setting.name]
+        if names is not None and setting.name not in names:
+            continue
+        default = defaults[setting.name]
         shown = "" if setting.name in NO_DEFAULT_SHOWN else f" [default: {_shown(default)}]"
         help_text = setting.help + shown
         command = click.option(setting.flag, setting.name, default=None, help=help_text)(command)
@@ -134,6 +138,9 @@ def run_in_foreground(spec: SearchSpec, parent_id: int | None = None) -> None:
         err=True,
     )
     runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
+    if spec.kind == RANGE_TEST:
+        click.echo(f"range test {search.id}: {spec.iterations} batches, lr "
+                   f"{format_lr(spec.lr_min)} -> {format_lr(spec.lr_max)}", err=True)  # fmt: skip
     progress = Progress(search.id, spec.trials * spec.epochs)
     reported = []
 
@@ -204,7 +211,12 @@ class Progress:
 
 
 def print_search(search: Search) -> None:
-    """The search's settings, status and ranking table."""
+    """The search's settings, status and ranking table; a range test's suggestion."""
+    if search.kind == RANGE_TEST:
+        from lrsearch.range_test_cli import print_range_test
+
+        print_range_test(search)
+        return
     click.echo(
         f"search {search.id} {search.name!r}: {search.status}; {search.dataset} "
         f"layers={','.join(map(str, search.layers))} lr=[{format_lr(search.lr_min)}, "
@@ -300,6 +312,8 @@ def runner_command() -> None:
 def init_app(app: Flask) -> None:
     """Register the commands."""
     from lrsearch.datasets_cli import datasets_group
+    from lrsearch.range_test_cli import range_test_command
 
     group.add_command(datasets_group)
+    group.add_command(range_test_command)
     app.cli.add_command(group)

@@ -59,6 +59,9 @@ class Search(db.Model):
     grace_period: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     brackets: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     metric: Mapped[str] = mapped_column(String(20), default="val_acc", server_default="val_acc")
+    # "search", or "range_test": one trial, its rate growing over `iterations` batches.
+    kind: Mapped[str] = mapped_column(String(20), default="search", server_default="search")
+    iterations: Mapped[int] = mapped_column(Integer, default=100, server_default="100")
     status: Mapped[str] = mapped_column(String(20), default=QUEUED, index=True)
     # The search this one refines (around its best rate), if any. No foreign key: adding
     # one makes SQLite rebuild the search table, and the rebuild's drop would cascade to
@@ -161,6 +164,19 @@ class Epoch(db.Model):
     acc_val: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RangePoint(db.Model):
+    """One mini-batch of a range test's trial: its rate, loss and smoothed loss."""
+
+    __table_args__ = (UniqueConstraint("trial_id", "step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trial_id: Mapped[int] = mapped_column(ForeignKey("trial.id", ondelete="CASCADE"))
+    step: Mapped[int] = mapped_column(Integer)  # 1-based
+    lr: Mapped[float] = mapped_column(Float)
+    loss: Mapped[float] = mapped_column(Float)
+    smoothed: Mapped[float] = mapped_column(Float)
 
 
 # Data set states: fetching or importing (waiting for the runner, then in its hands) ->

@@ -25,11 +25,19 @@ from lrsearch.setting_values import (
     hidden_sizes,
 )
 from lrsearch.training import DatasetError, Hyperparameters, dataset_shape
+from lrsearch.training.range_test import MIN_ITERATIONS
 
 LR_FLOOR, LR_CEILING = 1e-8, 10.0
 MAX_INTEGER = 2**31 - 1  # INTEGER columns (ids, the seed) are 32-bit signed on PostgreSQL
 MAX_SEED = MAX_INTEGER
 SAMPLERS = ("random", "grid")
+SEARCH, RANGE_TEST = "search", "range_test"
+KINDS = (SEARCH, RANGE_TEST)
+# A range test trains one network once, its rate from far below to far above any useful
+# one (fastai's lr_find range); its lr bounds default to these where not given.
+RANGE_TEST_DEFAULTS = {"lr_min": 1e-7, "lr_max": 10.0}
+# ...and these settings of a search do not apply to it: fixed, whatever was given.
+RANGE_TEST_FIXED = {"trials": 1, "epochs": 1, "sampler": "grid", "scheduler": "none", "workers": 1}
 
 
 class SpecError(ValueError):
@@ -78,6 +86,11 @@ def setting(default: Any, convert, check: Check | None = None, **about: Any) -> 
 class SearchSpec:
     """Everything that defines a search; the seed's settings are the defaults."""
 
+    kind: str = setting(
+        "search", as_text, label="Kind", choices=KINDS, group="What to train",
+        help="search: train one network per rate; range_test: one network, its rate "
+        "growing batch by batch, to suggest the range to search",
+    )  # fmt: skip
     name: str = setting(
         "", as_text, at_most(200), label="Name", help="optional, to tell searches apart",
         blank="", group="What to train",
@@ -111,6 +124,11 @@ class SearchSpec:
     sampler: str = setting(
         "random", as_text, label="Sampler", help="random: log-uniform draws; grid: log-spaced",
         choices=SAMPLERS,
+        group="Learning rates",
+    )  # fmt: skip
+    iterations: int = setting(
+        100, as_integer, between(MIN_ITERATIONS, 10000), label="Iterations",
+        help="range_test: mini-batches, the rate growing from the smallest to the largest",
         group="Learning rates",
     )  # fmt: skip
     trials: int = setting(
@@ -276,7 +294,12 @@ def parse_spec(
     shape_of gives a data set's (features, classes); by default the built-in ones'.
     """
     unknown = sorted(set(raw) - {s.name for s in PUBLIC_SETTINGS})
+    kind = raw.get("kind")
+    if isinstance(kind, str) and kind.strip() == RANGE_TEST:
+        raw = {**RANGE_TEST_DEFAULTS, **raw}
     values, errors = _check_fields(raw, limits)
+    if values.get("kind") == RANGE_TEST:  # what was given was checked, but does not apply
+        values.update(RANGE_TEST_FIXED)
     together = _check_together(values, limits, shape_of)
     errors.update({k: v for k, v in together.items() if k not in errors})
     for name in unknown[:5]:

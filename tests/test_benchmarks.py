@@ -112,3 +112,13 @@ def test_dashboard_prints_a_row_per_size_with_the_page_measured():
     [row] = table_rows(out, "30")
     assert len(row) == 13 and "nan" not in row, out
     assert 0 <= float(row[12].rstrip("%")) <= 100  # the live page's busy share
+
+
+def test_search_efficiency_prints_the_range_tests_table():
+    out = run_benchmark(
+        "benchmarks/search_efficiency.py", "--part", "range", "--seeds", "2",
+        "--datasets", "digits", "--epochs", "2", "--workers", "1",
+    )  # fmt: skip
+    rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["0"], ["1"])]
+    assert len(rows) == 2 and all(row[3] in ("yes", "no") for row in rows)
+    assert "the grid's best rate inside the suggested range for" in out

@@ -39,7 +39,7 @@ from lrsearch.web.forms import as_text
 
 FIELDS = tuple(
     "name dataset hidden layers lr_min lr_max trials epochs batch_size beta1 beta2 workers seed"
-    " sampler scheduler reduction_factor grace_period brackets metric".split()
+    " sampler scheduler reduction_factor grace_period brackets metric kind iterations".split()
 )
 MAX_BODY = 64 * 1024
 FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -227,6 +227,16 @@ BAD = {
         ),
         st.one_of(_numbers, WRONG_TYPE),
     ),
+    "kind": text_and_any(
+        st.one_of(
+            BLANK,
+            st.sampled_from(["Range_Test", "lr_find", "range test", "SEARCH"]),
+            odd_text.map(NOT_A_NAME.__add__),
+            with_char(st.sampled_from(CONTROL)),
+        ),
+        st.one_of(_numbers, WRONG_TYPE),
+    ),
+    "iterations": bad_whole(20, 10000),
     "reduction_factor": bad_whole(2, 100),
     "grace_period": bad_whole(1, 1000),
     "brackets": bad_whole(1, 10),
@@ -304,15 +314,18 @@ def valid_settings(draw) -> dict:
         "grace_period": draw(whole(1, max(epochs - 1, 1))),
         "brackets": draw(whole(1, 10)),
         "metric": draw(st.sampled_from(["val_acc", "val_loss"])),
+        "kind": draw(st.sampled_from(["search", " search ", "range_test", " range_test"])),
+        "iterations": draw(whole(20, 10000)),
     }
 
 
 def droppable(values: dict) -> list[str]:
     """Settings whose default keeps these values valid, so a body may leave them out."""
     keep = set()
-    if values["lr_max"] <= 1e-4:
+    range_test = values["kind"].strip() == "range_test"  # lr bounds 1e-7 and 10 by default
+    if values["lr_max"] <= (1e-7 if range_test else 1e-4):
         keep.add("lr_min")
-    if values["lr_min"] >= 1e-2:
+    if values["lr_min"] >= (10 if range_test else 1e-2):
         keep.add("lr_max")
     if (values["layers"][0], values["layers"][-1]) != (64, 10):
         keep.add("dataset")

@@ -38,6 +38,8 @@ VALID = {
     "grace_period": "1",
     "brackets": "1",
     "metric": "val_acc",
+    "kind": "search",
+    "iterations": "100",
 }
 
 

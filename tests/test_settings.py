@@ -60,6 +60,7 @@ def test_the_form_the_cli_and_the_api_take_the_same_settings(app, client):
     from lrsearch.cli import run_command
     from lrsearch.web.forms import SearchForm
 
+    app.config["MAX_ACTIVE_SEARCHES"] = 1000  # one search per accepted setting
     with app.test_request_context():
         form = {field.name for field in SearchForm() if field.name != "csrf_token"}
     options = [p for p in run_command.params if p.param_type_name == "option"]

@@ -6,6 +6,7 @@ builds its own engine after it started, and never shares one with its parent.
 
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
@@ -20,6 +21,7 @@ from lrsearch.datasets import cache as datasets
 from lrsearch.execution import plots
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, PRUNED, Trial
 from lrsearch.scheduling import rung_at
+from lrsearch.settings import RANGE_TEST
 from lrsearch.store import (
     begin_attempt,
     finish_trial,
@@ -27,7 +29,8 @@ from lrsearch.store import (
     retry_transaction,
     write_epoch,
 )
-from lrsearch.training import EpochMetrics, train
+from lrsearch.store.range_points import record_range_test
+from lrsearch.training import EpochMetrics, range_test, train
 
 
 @cache
@@ -49,19 +52,33 @@ class LogFolderError(RuntimeError):
     """The trial's log folder cannot be written (disk full, permissions)."""
 
 
-def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> str:
+def run_trial(
+    trial_id: int,
+    attempt: int,
+    database_url: str,
+    data_dir: str,
+    claimed_by: str | None = None,
+    files: bool = True,
+) -> str:
     """Train one trial in this worker process; return its final status.
 
     One connection serves the trial, all on its DBAPI cursor: its start, each epoch's write
-    and its end (see store.attempts).
+    and its end (see store.attempts). claimed_by: the runner that claimed it (see
+    begin_attempt). files=False: the trial's log.txt and plot are left to the runner's side
+    (a Dask worker shares no disk with it); they are written from the database.
     """
     with worker_engine(database_url).connect() as connection:
-        trial, search = begin_attempt(connection, trial_id, attempt, worker_name())
+        trial, search = begin_attempt(connection, trial_id, attempt, worker_name(), claimed_by)
         spec = search.spec()
         folder = artifacts.trial_folder(data_dir, search.id, trial.index, trial.lr)
         data = datasets.load(spec.dataset, data_dir, seed=spec.seed)
+        if spec.kind == RANGE_TEST:
+            return _run_range_test(connection, trial, spec, data, folder if files else None)
         log_path = folder / artifacts.LOG_NAME
-        log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
+        if files:
+            log_file = _writing(folder, lambda: artifacts.start_log(folder, attempt))
+        else:
+            log_file = io.StringIO()  # the runner's side writes log.txt from the database
         history: list[dict[str, float]] = []
         stop_reason: list[str] = []
         schedule = {name: getattr(spec, name) for name in SCHEDULE}
@@ -91,7 +108,7 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
             _writing(log_path, log_file.close)
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
         # its plot is no smaller a share of the work.
-        inline_plot = time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS
+        inline_plot = files and time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS
         if history and inline_plot:
             plot = folder / artifacts.PLOT_NAME
             title = plots.plot_title(trial, spec.dataset)
@@ -102,9 +119,29 @@ def run_trial(trial_id: int, attempt: int, database_url: str, data_dir: str) -> 
         status = DIVERGED if result.status == "diverged" else COMPLETED if finished else CANCELLED
         if stop_reason == [PRUNED]:
             status = PRUNED
-        pending = bool(history) and not inline_plot
+        pending = files and bool(history) and not inline_plot  # else drawn when first needed
         finish_trial(connection, trial_id, attempt, status, result.message or None, pending)
     return status
+
+
+def _run_range_test(connection, trial: Trial, spec, data, folder: Path | None) -> str:
+    """A range test's one network, its points, log and plot (where `folder` is given: else
+    written from the database when needed); the trial's final status."""
+    started = time.perf_counter()
+    points = range_test.range_test(
+        data, spec.training(), spec.lr_min, spec.lr_max, spec.iterations, seed=trial.seed
+    )
+    seconds = time.perf_counter() - started
+    if not record_range_test(connection, trial.id, trial.attempt, points, seconds):
+        return "lost"
+    if folder is not None:
+        log_path, plot = folder / artifacts.LOG_NAME, folder / artifacts.PLOT_NAME
+        _writing(log_path, lambda: artifacts.write_range_log(folder, trial.attempt, points))
+        title = plots.range_plot_title(spec.dataset, len(points))
+        suggestion = range_test.suggest_range(points)
+        _writing(plot, lambda: artifacts.draw_range_plot(plot, title, points, suggestion))
+    finish_trial(connection, trial.id, trial.attempt, COMPLETED)
+    return COMPLETED
 
 
 def draw_plots(trial_ids: list[int], database_url: str, data_dir: str) -> int:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch.models import Search
 from lrsearch.search import ranking
-from lrsearch.settings import LR_CEILING, LR_FLOOR, SpecError
+from lrsearch.settings import LR_CEILING, LR_FLOOR, RANGE_TEST, SpecError
 
 DEFAULT_FACTOR = 3.0
 MAX_FACTOR = 1000.0
@@ -21,6 +21,9 @@ def refined_settings(
     """The settings of a search refining `parent` (for parse_spec), or SpecError saying why
     there can be none."""
     factor = _factor(DEFAULT_FACTOR if factor in (None, "") else factor)
+    if parent.kind == RANGE_TEST:
+        raise SpecError({"search": f"search {parent.id} is a range test; search the range it "
+                         "suggests instead"})  # fmt: skip
     best = ranking.best_trial(session, parent.id)
     if best is None:
         raise SpecError({"search": f"search {parent.id} has no trial with an epoch to refine"})

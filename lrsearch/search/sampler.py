@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch import store
 from lrsearch.models import Search
-from lrsearch.settings import SAMPLERS, SearchSpec
+from lrsearch.settings import RANGE_TEST, SAMPLERS, SearchSpec
 
 
 def sample_learning_rates(
@@ -41,9 +41,15 @@ def trial_seed(search_seed: int, index: int) -> int:
 
 
 def create_search(session: Session, spec: SearchSpec, parent_id: int | None = None) -> Search:
-    """Store a search and its trials, the rates drawn now from the search's seed."""
-    rates = sample_learning_rates(
-        spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
-    )
+    """Store a search and its trials, the rates drawn now from the search's seed.
+
+    A range test has one trial, stored at the rate it starts from.
+    """
+    if spec.kind == RANGE_TEST:
+        rates = [spec.lr_min]
+    else:
+        rates = sample_learning_rates(
+            spec.lr_min, spec.lr_max, spec.trials, seed=spec.seed, sampler=spec.sampler
+        )
     trials = [(lr, trial_seed(spec.seed, index)) for index, lr in enumerate(rates)]
     return store.insert_search(session, spec, trials, parent_id)

@@ -23,12 +23,23 @@ from lrsearch.training import EpochMetrics
 _epoch, _trial, _search = Epoch.__table__, Trial.__table__, Search.__table__
 
 
+class AttemptTaken(RuntimeError):
+    """The attempt was begun before, by a process that is gone: Dask runs a task again when
+    its worker dies. The runner counts it as that attempt's crash (the attempts rule)."""
+
+
 def begin_attempt(
-    connection: Connection, trial_id: int, attempt: int, worker: str
+    connection: Connection,
+    trial_id: int,
+    attempt: int,
+    worker: str,
+    claimed_by: str | None = None,
 ) -> tuple[Trial, Search]:
     """Record which process runs this attempt; return (trial, search) with what the worker
     needs of them, as transient objects.
 
+    claimed_by: the runner that claimed the attempt; given, the attempt begins only if no
+    other process began it since (else AttemptTaken).
     It runs on the DBAPI cursor (see fast), as the epochs' writes do: through the session a
     new worker's first trial would also pay the ORM compiling its statements for a new engine.
     """
@@ -40,17 +51,23 @@ def begin_attempt(
         "now": now,
         "updated_at": now,
     }
+    if claimed_by is not None:
+        values["claimed_by_"] = claimed_by
     begin, run = _begin_statements(connection.dialect, tuple(values))
 
-    def steps(execute) -> tuple | None:
-        execute(begin, values)
-        return execute(run, {"trial_id": trial_id}).fetchone()
+    def steps(execute) -> tuple:
+        begun = execute(begin, values).rowcount
+        return begun, execute(run, {"trial_id": trial_id}).fetchone()
 
-    row = retried_on_cursor(connection, steps)
+    begun, row = retried_on_cursor(connection, steps)
     if row is None:
         raise NoResultFound(f"no trial {trial_id}")
+    if claimed_by is not None and begun == 0:
+        raise AttemptTaken(
+            f"attempt {attempt} was begun before, by {row[-1] or 'a process'} that is gone"
+        )
     trial_values = dict(zip(_RUN_TRIAL, row[: len(_RUN_TRIAL)], strict=True))
-    search_values = dict(zip(_RUN_SEARCH_KEYS, row[len(_RUN_TRIAL) :], strict=True))
+    search_values = dict(zip(_RUN_SEARCH_KEYS, row[len(_RUN_TRIAL) : -1], strict=True))
     return Trial(id=trial_id, attempt=attempt, **trial_values), Search(**search_values)
 
 
@@ -64,11 +81,12 @@ _BEGIN = (
 )
 # What a worker reads of its trial (the object's attribute names), and of the trial's search:
 # its id and every setting, by the columns' names (those of the Search's attributes too).
+_BEGIN_CLAIMED = _BEGIN.where(_trial.c.worker == bindparam("claimed_by_"))
 _RUN_TRIAL = ("search_id", "index", "lr", "seed")
 _RUN_SEARCH = (_search.c.id, *(_search.c[s.column] for s in STORED_SETTINGS))
 _RUN_SEARCH_KEYS = tuple(Search.__mapper__.get_property_by_column(c).key for c in _RUN_SEARCH)
-_RUN = (
-    select(*(getattr(Trial, name) for name in _RUN_TRIAL), *_RUN_SEARCH)
+_RUN = (  # and last, who runs the trial now
+    select(*(getattr(Trial, name) for name in _RUN_TRIAL), *_RUN_SEARCH, Trial.worker)
     .join(Search, Search.id == Trial.search_id)
     .where(Trial.id == bindparam("trial_id"))
 )
@@ -77,7 +95,8 @@ _RUN = (
 @functools.cache
 def _begin_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
     """(begin, read the run) compiled for a dialect, the first for the values' names."""
-    return PreparedStatement(_BEGIN, dialect, names), PreparedStatement(_RUN, dialect, ["trial_id"])
+    begin = _BEGIN_CLAIMED if "claimed_by_" in names else _BEGIN
+    return PreparedStatement(begin, dialect, names), PreparedStatement(_RUN, dialect, ["trial_id"])
 
 
 # The per-epoch statements: Core on the tables, compiled once per dialect (see fast).

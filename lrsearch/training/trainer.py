@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -96,18 +96,11 @@ class Trainer:
 
     def train_epoch(self) -> EpochFit:
         """Run one pass over the reshuffled training set; stop at a non-finite or exploding loss."""
-        self._shuffle_rng.shuffle(self._order)
-        n, size = len(self._order), self.batch_size
+        n = len(self._order)
         loss_sum, hits = 0.0, 0
         with np.errstate(all="ignore"), subnormals_flushed():
-            x, y = self._x_batch, self._y_batch
-            for batch, start in enumerate(range(0, n, size), start=1):
-                index = self._order[start : start + size]
-                rows = len(index)
-                if rows < size:  # the last, smaller batch
-                    x, y = x[:rows], y[:rows]
-                self.x_train.take(index, axis=0, out=x, mode="clip")
-                self.y_train.take(index, out=y, mode="clip")
+            for batch, (x, y) in enumerate(self.batches(), start=1):
+                rows = len(y)
                 batch_loss, batch_hits = self.net.step_gradient(x, y, self.grad)
                 if not batch_loss <= self._loss_limit * rows:  # also true for nan
                     return self._diverged(batch_loss / rows, batch)
@@ -119,6 +112,21 @@ class Trainer:
                 loss_sum += batch_loss
                 hits += batch_hits
         return EpochFit(loss_sum / n, hits / n)
+
+    def batches(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """One reshuffled pass over the training set: (x, y) per minibatch, in buffers that
+        the next batch overwrites."""
+        self._shuffle_rng.shuffle(self._order)
+        n, size = len(self._order), self.batch_size
+        x, y = self._x_batch, self._y_batch
+        for start in range(0, n, size):
+            index = self._order[start : start + size]
+            rows = len(index)
+            if rows < size:  # the last, smaller batch
+                x, y = x[:rows], y[:rows]
+            self.x_train.take(index, axis=0, out=x, mode="clip")
+            self.y_train.take(index, out=y, mode="clip")
+            yield x, y
 
     def _diverged(self, loss: float, batch: int) -> EpochFit:
         if math.isfinite(loss):

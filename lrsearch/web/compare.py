@@ -8,6 +8,7 @@ from flask import Blueprint, render_template, url_for
 from lrsearch.extensions import db
 from lrsearch.models import Search
 from lrsearch.search import ranking
+from lrsearch.settings import RANGE_TEST
 from lrsearch.store import reads
 from lrsearch.web import serialize, summaries
 from lrsearch.web.api import ids_arg
@@ -30,6 +31,10 @@ def compared_searches() -> list[Search]:
     missing = sorted(set(ids) - set(by_id))
     if missing:
         raise ApiError(404, f"no search {', '.join(map(str, missing))}")
+    tests = [i for i in ids if by_id[i].kind == RANGE_TEST]
+    if tests:
+        reason = f"{', '.join(map(str, tests))}: a range test has no rates to compare"
+        raise ApiError(400, reason, errors={"ids": "range tests"})
     return [by_id[i] for i in ids]
 
 

@@ -63,7 +63,9 @@ def trial_archive(trial_id: int) -> Response:
 
 
 def _trial_entries(trial: Trial, prefix: str) -> Iterator[tuple[str, Path]]:
-    """A trial folder's files, its plot drawn first if it was left for later."""
+    """A trial folder's files, its plot drawn and its log written first if they were left
+    for later (or to this side: a trial run on a Dask worker)."""
+    plots.ensure_log(db.session, trial, current_app.config["DATA_DIR"])
     plots.ensure_plot(db.session, trial, current_app.config["DATA_DIR"])
     folder = trial_path(trial)
     return artifacts.trial_files(folder, prefix + folder.name)
@@ -73,8 +75,8 @@ def _trial_entries(trial: Trial, prefix: str) -> Iterator[tuple[str, Path]]:
 def trial_log(trial_id: int) -> Response:
     """The trial's log.txt, as text."""
     trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
-    path = trial_path(trial) / artifacts.LOG_NAME
-    if not path.is_file():
+    path = plots.ensure_log(db.session, trial, current_app.config["DATA_DIR"])
+    if path is None:
         abort(404, description=f"trial {trial_id} has no log yet")
     return send_file(path, mimetype="text/plain", max_age=0)
 

@@ -3,6 +3,7 @@ parse_spec alone) and cancel."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import current_app
@@ -10,7 +11,13 @@ from flask_wtf import FlaskForm
 from flask_wtf.file import FileField
 from wtforms import Field, SelectField, StringField
 
-from lrsearch.settings import PUBLIC_SETTINGS, SearchSpec, Setting
+from lrsearch.settings import (
+    PUBLIC_SETTINGS,
+    RANGE_TEST,
+    RANGE_TEST_DEFAULTS,
+    SearchSpec,
+    Setting,
+)
 
 
 class SearchForm(FlaskForm):
@@ -19,12 +26,18 @@ class SearchForm(FlaskForm):
     SETTINGS = tuple(s.name for s in PUBLIC_SETTINGS)
 
     @classmethod
-    def with_defaults(cls) -> SearchForm:
-        """A blank form filled with the seed's settings (the layers left to the hidden sizes)."""
+    def with_defaults(cls, given: Mapping[str, str] | None = None) -> SearchForm:
+        """A blank form filled with the seed's settings (the layers left to the hidden sizes),
+        and any settings `given` as text (a link's query: "Search this range", a range test).
+        """
         defaults = SearchSpec().as_dict()
         defaults["workers"] = min(current_app.config["WORKERS"], defaults["workers"])
         defaults["layers"] = None
-        return cls(data={name: as_text(value) for name, value in defaults.items()})
+        data = {name: as_text(value) for name, value in defaults.items()}
+        given = {k: v for k, v in (given or {}).items() if k in data}
+        if given.get("kind") == RANGE_TEST:
+            data.update({k: as_text(v) for k, v in RANGE_TEST_DEFAULTS.items()})
+        return cls(data={**data, **given})
 
     def groups(self) -> list[tuple[str, list[Field]]]:
         """The fields by fieldset, in the settings' order."""

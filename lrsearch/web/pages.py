@@ -12,6 +12,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     redirect,
     render_template,
     request,
@@ -23,14 +24,25 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from lrsearch import artifacts, store
 from lrsearch.datasets import catalog
+from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import SEARCH_FINAL, Search, Trial
 from lrsearch.search import ranking
-from lrsearch.settings import SpecError, format_lr
+from lrsearch.settings import (
+    KINDS,
+    PUBLIC_SETTINGS,
+    RANGE_TEST,
+    RANGE_TEST_DEFAULTS,
+    RANGE_TEST_FIXED,
+    SEARCH,
+    SearchSpec,
+    SpecError,
+    format_lr,
+)
 from lrsearch.store import reads
 from lrsearch.web import api, downloads, errors, serialize, summaries
 from lrsearch.web.errors import ApiError
-from lrsearch.web.forms import CancelForm, RefineForm, SearchForm
+from lrsearch.web.forms import CancelForm, RefineForm, SearchForm, as_text
 
 log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
@@ -49,7 +61,7 @@ def index() -> str:
 def new_search() -> str | BaseResponse | tuple[str, int]:
     """The form that starts a search; on success, the new search's page."""
     if request.method == "GET":
-        return render_new(SearchForm.with_defaults())
+        return render_new(SearchForm.with_defaults(request.args.to_dict()))
     form = SearchForm()
     if not form.validate_on_submit():
         problems = " ".join(message for field in form for message in field.errors)
@@ -79,7 +91,20 @@ def csrf_error(error: CSRFError) -> tuple[str, int]:
 def render_new(form: SearchForm) -> str:
     """The new-search page, with the data sets a search may train on now and their shapes."""
     shapes = catalog.ready_shapes(db.session)
-    return render_template("new.html", form=form, shapes=shapes)
+    return render_template("new.html", form=form, shapes=shapes, kinds=kinds())
+
+
+@cache
+def kinds() -> dict[str, object]:
+    """What the form changes with its kind: the lr bounds' defaults, the fields it hides."""
+    lr_defaults = {
+        kind: {name: as_text(getattr(SearchSpec(), name) if kind == SEARCH else value)
+               for name, value in RANGE_TEST_DEFAULTS.items()}
+        for kind in KINDS
+    }  # fmt: skip
+    search_only = [s.name for s in PUBLIC_SETTINGS
+                   if s.name in RANGE_TEST_FIXED or s.group == "Early stopping"]  # fmt: skip
+    return {"lr_defaults": lr_defaults, "search_only": search_only, "range_only": ["iterations"]}
 
 
 @bp.get("/searches/<int:search_id>")
@@ -87,6 +112,14 @@ def search(search_id: int) -> str:
     """One search: live curves, ranking, progress and cancel."""
     found = db.get_or_404(Search, search_id, description=f"no search {search_id}")
     summary = summaries.search_summary(found)
+    if found.kind == RANGE_TEST:
+        return render_template(
+            "range_test.html",
+            search=summary,
+            cancel_form=CancelForm(),
+            finished=found.status in SEARCH_FINAL,
+            **chart_assets(),
+        )
     top_k, drawn = first_curves(found)
     epochs_url = url_for("api.search_epochs", search_id=search_id) + "?after=0"
     if drawn is not None:
@@ -152,7 +185,8 @@ def cancel_search(search_id: int) -> BaseResponse:
 def trial(trial_id: int) -> str:
     """One trial: its four curves, log, plot and status."""
     found = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
-    log_path = downloads.trial_path(found) / artifacts.LOG_NAME
+    log_path = plots.ensure_log(db.session, found, current_app.config["DATA_DIR"])
+    log_path = log_path or downloads.trial_path(found) / artifacts.LOG_NAME
     log_text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
     return render_template(
         "trial.html",

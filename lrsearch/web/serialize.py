@@ -102,6 +102,21 @@ def search_detail(state: dict[str, object], trials: list[Trial]) -> dict[str, ob
     return {**state, "trials": [trial_row(t) for t in trials]}
 
 
+def range_test(result, new_search_url: str | None) -> dict[str, object]:
+    """A range test's points, column by column, its suggestion, and the new-search form
+    filled in for the suggested range (see search.range_suggestion)."""
+    points, suggestion = result.points, result.suggestion
+    return {
+        "points": {
+            name: [number(getattr(p, name)) for p in points]
+            for name in ("step", "lr", "loss", "smoothed")
+        }
+        | {"median": [number(v) for v in result.curve]},
+        "suggestion": None if suggestion is None else vars(suggestion),
+        "new_search_url": new_search_url,
+    }
+
+
 def search_state(
     search: Search, totals: TrialTotals, best, healthiest_id: int | None
 ) -> dict[str, object]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from flask import url_for
+
 from lrsearch.extensions import db
 from lrsearch.models import Search
-from lrsearch.search import ranking
+from lrsearch.search import range_suggestion, ranking
 from lrsearch.store import reads
 from lrsearch.web import serialize
 
@@ -24,5 +26,13 @@ def search_summary(search: Search) -> dict[str, object]:
 
 
 def search_detail(search: Search) -> dict[str, object]:
-    """A search's state with every trial."""
-    return serialize.search_detail(search_state(search), reads.trials_of(db.session, search.id))
+    """A search's state with every trial; a range test's points and suggestion too."""
+    detail = serialize.search_detail(search_state(search), reads.trials_of(db.session, search.id))
+    result = range_suggestion.range_test_result(db.session, search)
+    if result is not None:
+        url = None
+        if result.suggestion is not None:
+            settings = range_suggestion.search_settings(search, result.suggestion)
+            url = url_for("pages.new_search", **settings)
+        detail["range_test"] = serialize.range_test(result, url)
+    return detail

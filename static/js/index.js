@@ -21,10 +21,13 @@
       L.el("span", { className: "num small" }, `${s.epochs_done}/${s.epochs_planned}`));
   }
 
+  const rangeTest = (s) => s.kind === "range_test";
+
   function row(s) {
     return L.el("tr", { dataset: { id: s.id } },
       L.el("td", { className: "num" }, s.id),
-      L.el("td", {}, L.el("a", { href: s.url }, s.name || `search ${s.id}`),
+      L.el("td", {}, L.el("a", { href: s.url }, s.name || `${rangeTest(s) ? "range test" : "search"} ${s.id}`),
+        rangeTest(s) ? L.el("span", { className: "small kind-tag" }, " LR range test") : "",
         s.parent_id ? L.el("span", { className: "small lineage" }, ` ↳ refines #${s.parent_id}`) : ""),
       L.el("td", {}, s.dataset),
       L.el("td", { className: "num" }, `${L.formatLr(s.lr_min)} – ${L.formatLr(s.lr_max)}`),

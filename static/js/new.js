@@ -29,4 +29,34 @@
 
   for (const name of ["dataset", "hidden", "layers"]) field(name).addEventListener("input", show);
   show();
+
+  // The kind: a range test takes other lr bounds by default, and needs neither trials nor
+  // epochs nor early stopping (the server fixes them); a search needs no iterations.
+  const form = document.getElementById("search-form");
+  // Not form.dataset: a form's named controls shadow its properties (its "dataset" field).
+  const kinds = JSON.parse(form.getAttribute("data-kinds"));
+  const kindField = field("kind");
+  let shownKind = kindField.value;
+
+  function showKind() {
+    const kind = kindField.value;
+    const rangeTest = kind === "range_test";
+    for (const [name, value] of Object.entries(kinds.lr_defaults[kind] || {})) {
+      // Only a bound the person left at the other kind's default follows the kind.
+      const previous = (kinds.lr_defaults[shownKind] || {})[name];
+      if (field(name).value.trim() === previous) field(name).value = value;
+    }
+    shownKind = kind;
+    const hide = (name, hidden) => { field(name).closest(".field").hidden = hidden; };
+    for (const name of kinds.search_only) hide(name, rangeTest);
+    for (const name of kinds.range_only) hide(name, !rangeTest);
+    for (const set of form.querySelectorAll("fieldset")) {
+      set.hidden = [...set.querySelectorAll(".field")].every((f) => f.hidden);
+    }
+    document.getElementById("start-button").textContent =
+      rangeTest ? "Start range test" : "Start search";
+  }
+
+  kindField.addEventListener("change", showKind);
+  showKind();
 })();
