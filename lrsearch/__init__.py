@@ -9,6 +9,8 @@ if TYPE_CHECKING:
     from flask import Flask
 
 ROOT = Path(__file__).resolve().parent.parent
+# The release, as pyproject.toml says (a test checks); a Dask worker must have the same.
+__version__ = "0.2.0"
 
 
 def create_app(test_config: dict | None = None) -> Flask:

@@ -13,7 +13,7 @@ from flask.cli import AppGroup
 from lrsearch import store
 from lrsearch.datasets import catalog
 from lrsearch.execution import plots
-from lrsearch.execution.local import ProcessSlots
+from lrsearch.execution.executors import ExecutorError, runner_slots
 from lrsearch.extensions import db
 from lrsearch.models import Search
 from lrsearch.search import ranking, refine
@@ -93,14 +93,31 @@ def _shown(value: object) -> str:
     return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+DASK_OPTION = click.option(
+    "--dask-scheduler",
+    default=None,
+    help="run trials on this Dask cluster (tcp://host:8786) [LRSEARCH_DASK_SCHEDULER]",
+)
+
+
 @group.command("run", cls=OneLineCommand)
+@DASK_OPTION
 @spec_options
-def run_command(**options: str | None) -> None:
+def run_command(dask_scheduler: str | None = None, **options: str | None) -> None:
     """Run a search in the foreground and print its ranking."""
     raw = {k: v for k, v in options.items() if v is not None}
     raw.setdefault("workers", current_app.config["WORKERS"])
     ensure_schema()
-    run_in_foreground(parsed(raw))
+    spec = parsed(raw)
+    run_in_foreground(spec, slots=slots_or_exit(spec.workers, dask_scheduler))
+
+
+def slots_or_exit(size: int, scheduler: str | None, wait: bool = False):
+    """The runner's slots (see execution.executors), or one line and exit 2."""
+    try:
+        return runner_slots(current_app.config, size, scheduler, wait)
+    except ExecutorError as exc:
+        fail_usage(str(exc))
 
 
 @group.command("refine", cls=OneLineCommand)
@@ -129,15 +146,17 @@ def parsed(raw: dict) -> SearchSpec:
         fail_usage("; ".join(f"{flag.get(k, k)}: {v}" for k, v in exc.errors.items()))
 
 
-def run_in_foreground(spec: SearchSpec, parent_id: int | None = None) -> None:
-    """Store the search, run it here with a progress bar, and print its ranking."""
+def run_in_foreground(spec: SearchSpec, parent_id: int | None = None, slots=None) -> None:
+    """Store the search, run it here (in `slots`, else a local pool) with a progress bar,
+    and print its ranking."""
+    slots = slots or slots_or_exit(spec.workers, None)
     search = create_search(db.session, spec, parent_id)
     click.echo(
         f"search {search.id}: {spec.trials} rates in [{format_lr(spec.lr_min)}, "
         f"{format_lr(spec.lr_max)}] on {spec.dataset}, {spec.workers} workers",
         err=True,
     )
-    runner = Runner(runner_settings(current_app), ProcessSlots(spec.workers), search.id)
+    runner = Runner(runner_settings(current_app), slots, search.id)
     if spec.kind == RANGE_TEST:
         click.echo(f"range test {search.id}: {spec.iterations} batches, lr "
                    f"{format_lr(spec.lr_min)} -> {format_lr(spec.lr_max)}", err=True)  # fmt: skip
@@ -296,16 +315,22 @@ def show_command(search_id: int) -> None:
 
 
 @group.command("runner", cls=OneLineCommand)
-def runner_command() -> None:
+@DASK_OPTION
+def runner_command(dask_scheduler: str | None = None) -> None:
     """Run queued trials of every search until stopped (the server starts one)."""
     ensure_schema()
     app = current_app._get_current_object()
-    slots = ProcessSlots(app.config["WORKERS"])  # starts the fork server unless app.py did
-    slots.start()
+    # The local pool starts the fork server unless app.py did; a Dask scheduler that does
+    # not answer yet is waited for (the dashboard says so).
+    slots = slots_or_exit(app.config["WORKERS"], dask_scheduler, wait=True)
+    if hasattr(slots, "start"):
+        slots.start()
     runner = Runner(runner_settings(app), slots)  # it fetches and imports data sets too
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runner.stop())
-    click.echo(f"runner: {app.config['WORKERS']} workers on {app.config['DATABASE_URL']}", err=True)
+    where = dask_scheduler or app.config.get("DASK_SCHEDULER")
+    executor = f"Dask cluster {where}" if where else f"{app.config['WORKERS']} workers"
+    click.echo(f"runner: {executor} on {app.config['DATABASE_URL']}", err=True)
     runner.run()
 
 

@@ -15,6 +15,7 @@ class Defaults:
     DATA_DIR: str | None = None  # SQLite file and log folders; default: the instance folder
     DATABASE_URL: str | None = None  # overrides the SQLite file, e.g. postgresql+psycopg://...
     WORKERS: int = os.cpu_count() or 1  # worker processes of the runner's pool
+    DASK_SCHEDULER: str | None = None  # tcp://host:8786: trials run on that Dask cluster
     SECRET_KEY: str | None = None  # default: generated once into the instance folder
     PASSWORD: str | None = None  # when set, every page and API call asks for it
     # Liveness: the runner refreshes heartbeats of its trials; older ones are re-queued.

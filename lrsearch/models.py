@@ -179,6 +179,22 @@ class RangePoint(db.Model):
     smoothed: Mapped[float] = mapped_column(Float)
 
 
+class RunnerRecord(db.Model):
+    """A runner as it last reported itself: its executor, workers and any problem."""
+
+    __tablename__ = "runner"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)  # host:pid/runner
+    executor: Mapped[str] = mapped_column(String(20))  # local or dask
+    address: Mapped[str] = mapped_column(String(400), default="")  # the Dask scheduler's
+    workers: Mapped[int] = mapped_column(Integer, default=0)  # trials it can run at once
+    dashboard_url: Mapped[str | None] = mapped_column(String(400))
+    problem: Mapped[str | None] = mapped_column(Text)  # e.g. the scheduler lost
+    started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
 # Data set states: fetching or importing (waiting for the runner, then in its hands) ->
 # ready | failed. A job whose runner died is failed as "interrupted", never left half-ready.
 FETCHING, IMPORTING, READY = "fetching", "importing", "ready"

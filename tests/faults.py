@@ -22,10 +22,12 @@ from lrsearch.search.runner import Runner
 
 
 class RunnerThread:
-    """A runner with its own process pool, looping in a thread of the test."""
+    """A runner with its own process pool (or the given slots), looping in a thread of the
+    test."""
 
-    def __init__(self, app: Flask, workers: int = 2, search_id: int | None = None):
-        self.runner = Runner(runner_settings(app), ProcessSlots(workers), search_id)
+    def __init__(self, app: Flask, workers: int = 2, search_id: int | None = None, slots=None):
+        slots = slots if slots is not None else ProcessSlots(workers)
+        self.runner = Runner(runner_settings(app), slots, search_id)
         self.thread = threading.Thread(target=self.runner.run, daemon=True)
 
     def __enter__(self) -> RunnerThread:

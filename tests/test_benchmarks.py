@@ -122,3 +122,12 @@ def test_search_efficiency_prints_the_range_tests_table():
     rows = [row for row in (line.split() for line in out.splitlines()) if row[:1] in (["0"], ["1"])]
     assert len(rows) == 2 and all(row[3] in ("yes", "no") for row in rows)
     assert "the grid's best rate inside the suggested range for" in out
+
+
+@pytest.mark.postgres
+def test_dask_scaling_prints_both_executors_side_by_side():
+    out = run_benchmark(
+        "benchmarks/dask_scaling.py", "1", "--rounds", "1", "--workloads", "write-bound"
+    )
+    [row] = [line.split() for line in out.splitlines() if line.split()[:1] == ["1"]]
+    assert len(row) == 6 and all(float(cell) > 0 for cell in row[1:])

@@ -78,6 +78,54 @@ def store_arrays(
     return sha256, size
 
 
+def array_files(data_dir: str | os.PathLike, name: str) -> dict[str, bytes]:
+    """A stored data set's files (its arrays and meta.json), to send to a machine that
+    shares no disk with this one (see install_arrays)."""
+    folder = arrays_folder(data_dir, name)
+    parts = [f"{part}.npy" for part in _PARTS if (folder / f"{part}.npy").is_file()]
+    return {file: (folder / file).read_bytes() for file in [*parts, "meta.json"]}
+
+
+def install_arrays(
+    data_dir: str | os.PathLike, name: str, files: dict[str, bytes], sha256: str
+) -> None:
+    """Put a data set's files (from array_files) in place here, all or nothing, after
+    checking them against `sha256` (as store_arrays computes it); DatasetError if they
+    differ. Several processes may install the same copy at once."""
+    digest = hashlib.sha256()
+    for part in _PARTS:
+        if f"{part}.npy" in files:
+            digest.update(files[f"{part}.npy"])
+    if digest.hexdigest() != sha256:
+        raise DatasetError(f"data set {name!r} arrived damaged (sha256 {digest.hexdigest()})")
+    if stored_sha256(data_dir, name) == sha256:
+        return
+    folder = arrays_folder(data_dir, name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=folder.parent))
+    try:
+        for file, content in files.items():
+            (partial / Path(file).name).write_bytes(content)
+        old = folder.with_name(f".{name}.old.{os.getpid()}")
+        if folder.exists():
+            os.rename(folder, old)  # another's copy, or an older one: replaced whole
+        os.rename(partial, folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
+        if stored_sha256(data_dir, name) != sha256:  # not another process's copy, in place
+            raise
+
+
+def stored_sha256(data_dir: str | os.PathLike, name: str) -> str | None:
+    """The sha256 of the stored copy of a data set here, if there is one."""
+    try:
+        meta = json.loads((arrays_folder(data_dir, name) / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return meta.get("sha256")
+
+
 def remove_arrays(data_dir: str | os.PathLike, name: str) -> None:
     """Remove a stored data set's arrays (a half-written copy too) and its workers' cache."""
     folder = arrays_folder(data_dir, name)

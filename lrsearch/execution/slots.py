@@ -2,8 +2,8 @@
 
 The runner asks only for `Slots`: how many calls it may start now, starting one, being
 told that one ended, and stopping. `local.ProcessSlots` (worker processes of this machine)
-and `ExecutorSlots` (any concurrent.futures Executor, such as Dask's
-`Client.get_executor()`) implement it.
+and `ExecutorSlots` (any concurrent.futures Executor) implement it, and `cluster.DaskSlots`
+(the workers of a Dask cluster).
 """
 
 from __future__ import annotations
@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Protocol
+
+
+class Interrupted(Exception):
+    """A call stopped by no fault of its own (a remote scheduler lost): its trial is
+    re-queued as a dead runner's are, no attempt counted."""
 
 
 class Slots(Protocol):
@@ -24,7 +29,12 @@ class Slots(Protocol):
         """Run fn(*args) in a free place; its future completes with the call."""
 
     def done(self, future: Future) -> str | None:
-        """Free the future's place; say how its process died, if it did (else None)."""
+        """Free the future's place; say how its process died, if it did (else None).
+
+        A future that ended in Interrupted was stopped by no fault of its own (see there).
+        Slots with `remote = True` share no disk with the runner (see execution.cluster);
+        slots may say what they are for the dashboard with `describe()`.
+        """
 
     def shutdown(self) -> None:
         """Stop every call now, running ones included, and free every place."""

@@ -7,22 +7,27 @@ left for later.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session
 
-from lrsearch import store
+from lrsearch import __version__, store
 from lrsearch.datasets.jobs import abandon, prepare_dataset
-from lrsearch.execution.slots import Slots
+from lrsearch.execution import plots
+from lrsearch.execution.cluster_worker import run_trial_on_worker
+from lrsearch.execution.slots import ExecutorSlots, Interrupted, Slots
 from lrsearch.execution.worker import draw_plots, run_trial, worker_name
-from lrsearch.store import datasets
+from lrsearch.models import Trial
+from lrsearch.store import datasets, runners
 
 log = logging.getLogger(__name__)
+_RUNNERS = itertools.count(1)
 PLOTS_PER_CHORE = 2  # plots an idle slot draws at a time, so that it is soon free again
 
 
@@ -50,13 +55,20 @@ class Runner:
         search_id: int | None = None,
     ):
         self.settings, self.slots, self.search_id = settings, slots, search_id
+        # Slots on other machines (a Dask cluster) share no disk with this one: data set
+        # jobs and plots, which write into the data folder, run in a thread here instead.
+        self.remote = getattr(slots, "remote", False)
+        self.local = ExecutorSlots(ThreadPoolExecutor(1), 1) if self.remote else slots
         self.engine = store.process_engine(settings.database_url)
         self.session = Session(self.engine)
         self.stopping = threading.Event()
         self.futures: dict[Future, tuple[int, int]] = {}  # future -> (trial id, attempt)
         self.chores: set[Future] = set()  # plots drawn in idle time
         self.jobs: dict[Future, int] = {}  # future -> data set id (fetching or importing)
-        self.name = f"{worker_name()}/runner"
+        self.problem: str | None = None  # what the slots last said is wrong (see report)
+        # host:pid/runner, and a number after the first in a process (the tests run several)
+        number = next(_RUNNERS)
+        self.name = f"{worker_name()}/runner" + (f"-{number}" if number > 1 else "")
 
     def run(
         self,
@@ -71,6 +83,7 @@ class Runner:
         called once in between, when every trial has ended.
         """
         self.recover()
+        self.report()
         last_beat = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -87,6 +100,7 @@ class Runner:
                     store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
                     datasets.touch_dataset_heartbeats(self.session, list(self.jobs.values()))
                     self.recover()
+                    self.report()
                     last_beat = time.monotonic()
                 if on_tick:
                     on_tick()
@@ -105,6 +119,20 @@ class Runner:
     def stop(self) -> None:
         """Ask the loop to end (safe from a signal handler or another thread)."""
         self.stopping.set()
+
+    def report(self) -> None:
+        """Say what this runner runs on, for the dashboard (its heartbeat too)."""
+        describe = getattr(self.slots, "describe", None)
+        about = describe() if describe else {"executor": "local", "workers": self.capacity_total}
+        previous, self.problem = self.problem, about.get("problem")
+        if self.problem != previous:
+            log.warning("%s", self.problem) if self.problem else log.info("executor healthy")
+        runners.report_runner(self.session, self.name, about)
+
+    @property
+    def capacity_total(self) -> int:
+        """Calls the slots may run at once: free and busy."""
+        return self.slots.capacity + len(self.futures) + len(self.chores) + len(self.jobs)
 
     def recover(self) -> None:
         """Re-queue trials whose runner stopped sending heartbeats; fail its data set jobs."""
@@ -128,19 +156,25 @@ class Runner:
         claimed = store.claim_trials(
             self.session, self.slots.capacity, search_id=self.search_id, worker=self.name
         )
-        for trial_id, attempt in claimed:
-            future = self.slots.submit(
-                run_trial, trial_id, attempt, self.settings.database_url, self.settings.data_dir
+        url = self.settings.database_url
+        if claimed and self.remote:
+            self.slots.ship(
+                datasets.stored_datasets_of_trials(self.session, [t for t, _ in claimed])
             )
-            self.futures[future] = (trial_id, attempt)
-        if not claimed and self.slots.capacity:
+        for trial_id, attempt in claimed:
+            if self.remote:
+                args = (run_trial_on_worker, trial_id, attempt, url, self.name, __version__)
+            else:
+                args = (run_trial, trial_id, attempt, url, self.settings.data_dir, self.name)
+            self.futures[self.slots.submit(*args)] = (trial_id, attempt)
+        if not claimed and self.local.capacity:
             self.draw_pending_plots()
 
     def take_dataset_jobs(self) -> None:
         """Fetch or import the data sets waiting for the runner, one a free slot."""
         s = self.settings
-        for dataset_id in datasets.take_dataset_jobs(self.session, self.slots.capacity):
-            future = self.slots.submit(
+        for dataset_id in datasets.take_dataset_jobs(self.session, self.local.capacity):
+            future = self.local.submit(
                 prepare_dataset, dataset_id, s.database_url, s.data_dir, s.dataset_options
             )
             self.jobs[future] = dataset_id
@@ -154,12 +188,12 @@ class Runner:
         at a time, leaving the other cores to the web server: nobody waits for those, and a
         page that needs one draws it.
         """
-        while self.slots.capacity and (self.search_id is not None or not self.chores):
+        while self.local.capacity and (self.search_id is not None or not self.chores):
             trial_ids = store.take_pending_plots(self.session, PLOTS_PER_CHORE, self.search_id)
             if not trial_ids:
                 return
             self.chores.add(
-                self.slots.submit(
+                self.local.submit(
                     draw_plots, trial_ids, self.settings.database_url, self.settings.data_dir
                 )
             )
@@ -168,12 +202,12 @@ class Runner:
         """Record how a trial's future ended: a raised error or a dead worker is a crash."""
         if future in self.chores:
             self.chores.discard(future)
-            self.slots.done(future)
+            self.local.done(future)
             if future.exception():  # a plot can still be drawn when first asked for
                 log.warning("drawing plots failed: %s", future.exception())
             return
         if future in self.jobs:
-            dataset_id, death = self.jobs.pop(future), self.slots.done(future)
+            dataset_id, death = self.jobs.pop(future), self.local.done(future)
             if future.exception() is not None:
                 error = death or f"{type(future.exception()).__name__}: {future.exception()}"
                 abandon(self.session, dataset_id, self.settings.data_dir, error)
@@ -182,12 +216,29 @@ class Runner:
         death = self.slots.done(future)
         error = future.exception()
         if error is None:
+            if self.remote:  # its log.txt, here, from the database
+                self.write_log(trial_id)
+            return
+        if isinstance(error, Interrupted):  # not the trial's fault: no attempt counted
+            most = self.settings.max_interruptions
+            store.requeue_interrupted(self.session, trial_ids=[trial_id], max_interruptions=most)
+            log.warning("trial %d attempt %d re-queued: %s", trial_id, attempt, error)
             return
         message = death or f"{type(error).__name__}: {error}"
         status = store.record_crash(
             self.session, trial_id, attempt, message, self.settings.max_attempts
         )
         log.warning("trial %d attempt %d crashed (%s): now %s", trial_id, attempt, message, status)
+
+    def write_log(self, trial_id: int) -> None:
+        """The log.txt of a trial that ran on another machine, written from its epochs."""
+        trial = self.session.get(Trial, trial_id)
+        try:
+            plots.ensure_log(self.session, trial, self.settings.data_dir)
+        except OSError as exc:  # written when first asked for, then
+            log.warning("writing the log of trial %d failed: %s", trial_id, exc)
+        finally:
+            self.session.rollback()
 
     def search_finished(self) -> bool:
         """Whether the runner's search (or, for all searches, every one) has ended."""
@@ -198,6 +249,8 @@ class Runner:
         running = [t for t, _ in self.futures.values()]
         jobs = list(self.jobs.values())
         self.slots.shutdown()
+        if self.local is not self.slots:
+            self.local.shutdown()
         self.futures.clear()
         self.chores.clear()
         self.jobs.clear()
@@ -208,5 +261,6 @@ class Runner:
             store.requeue_interrupted(
                 self.session, trial_ids=running, max_interruptions=self.settings.max_interruptions
             )
+        runners.remove_runner(self.session, self.name)
         self.session.close()
         self.engine.dispose()

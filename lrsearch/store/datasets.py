@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.orm import Session
 
 from lrsearch.models import (
@@ -17,6 +17,7 @@ from lrsearch.models import (
     RUNNING,
     Dataset,
     Search,
+    Trial,
     utcnow,
 )
 from lrsearch.store.transactions import retry_transaction
@@ -165,3 +166,31 @@ def fail_interrupted_jobs(session: Session, older_than: datetime) -> list[str]:
         .returning(Dataset.name)
     )
     return retry_transaction(session, lambda s: list(s.execute(stale).scalars()))
+
+
+def stored_datasets_of_trials(session: Session, trial_ids: list[int]) -> list[tuple[str, str]]:
+    """(name, sha256) of the stored data sets the trials' searches train on (built-in ones
+    have no row)."""
+    if not trial_ids:
+        return []
+    rows = session.execute(
+        select(Dataset.name, Dataset.sha256)
+        .join(Search, Search.dataset == Dataset.name)
+        .join(Trial, Trial.search_id == Search.id)
+        .where(Trial.id.in_(trial_ids), Dataset.status == READY)
+        .distinct()
+    ).all()
+    session.rollback()
+    return [(name, sha) for name, sha in rows]
+
+
+def stored_dataset_of_trial(connection: Connection, trial_id: int) -> tuple[str, str | None]:
+    """The data set a trial trains on, with its sha256 where it is a stored one."""
+    row = connection.execute(
+        select(Search.dataset, Dataset.sha256)
+        .join(Trial, Trial.search_id == Search.id)
+        .outerjoin(Dataset, (Dataset.name == Search.dataset) & (Dataset.status == READY))
+        .where(Trial.id == trial_id)
+    ).one()
+    connection.rollback()
+    return row[0], row[1]

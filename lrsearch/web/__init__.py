@@ -20,7 +20,7 @@ class IdConverter(IntegerConverter):
 
 def init_app(app: Flask) -> None:
     """Register the blueprints, error handlers and security checks."""
-    from lrsearch.web import api, compare, datasets, downloads, errors, pages, security
+    from lrsearch.web import api, compare, datasets, downloads, errors, pages, security, summaries
 
     app.url_map.converters["int"] = IdConverter  # before any route is added
     csrf.exempt(api.bp)  # JSON bodies only: a cross-site form cannot send one
@@ -33,3 +33,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(pages.bp)
     errors.init_app(app)
     security.init_app(app)
+    app.context_processor(summaries.runners_shown)

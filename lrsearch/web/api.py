@@ -68,6 +68,12 @@ def list_searches() -> dict:
     return {"searches": serialize.search_list(ranking.list_searches(db.session))}
 
 
+@bp.get("/runners")
+def list_runners() -> dict:
+    """The runners alive (reported within the stale limit): executor, workers, problem."""
+    return summaries.runners_shown()
+
+
 @bp.get("/searches/<int:search_id>")
 def search_detail(search_id: int) -> dict:
     """Progress, trials and ranking of one search."""

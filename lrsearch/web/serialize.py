@@ -27,6 +27,20 @@ def number(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def runner(record) -> dict[str, object]:
+    """A runner as it last reported itself (store.runners)."""
+    return {
+        "name": record.name,
+        "executor": record.executor,
+        "address": record.address or None,
+        "workers": record.workers,
+        "dashboard_url": record.dashboard_url,
+        "problem": record.problem,
+        "started_at": when(record.started_at),
+        "heartbeat_at": when(record.heartbeat_at),
+    }
+
+
 def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, object]:
     """A search as the list and its own page show it; `best` its best trial's brief row."""
     done = totals.total_epochs()
@@ -80,6 +94,8 @@ def trial_row(trial: Trial) -> dict[str, object]:
         "attempt": trial.attempt,
         "crashes": trial.crashes,
         "error": trial.error,
+        # host:pid of the process that ran its last attempt (not yet: the claiming runner's)
+        "worker": None if "/runner" in (trial.worker or "/runner") else trial.worker,
         "epochs_done": trial.epochs_done,
         "best_val_acc": number(trial.best_val_acc),
         "best_epoch": trial.best_epoch,

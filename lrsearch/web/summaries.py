@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from flask import url_for
+from datetime import timedelta
+
+from flask import current_app, url_for
+from sqlalchemy.exc import SQLAlchemyError
 
 from lrsearch.extensions import db
-from lrsearch.models import Search
+from lrsearch.models import Search, utcnow
 from lrsearch.search import range_suggestion, ranking
 from lrsearch.store import reads
+from lrsearch.store.runners import live_runners
 from lrsearch.web import serialize
 
 
@@ -36,3 +40,14 @@ def search_detail(search: Search) -> dict[str, object]:
             url = url_for("pages.new_search", **settings)
         detail["range_test"] = serialize.range_test(result, url)
     return detail
+
+
+def runners_shown() -> dict[str, object]:
+    """The runners that reported within the stale limit, for every page's footer and the
+    API (None where the database cannot say: an error page must still render)."""
+    since = utcnow() - timedelta(seconds=current_app.config["STALE_AFTER_SECONDS"])
+    try:
+        return {"runners": [serialize.runner(r) for r in live_runners(db.session, since)]}
+    except SQLAlchemyError:
+        db.session.rollback()
+        return {"runners": None}

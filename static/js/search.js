@@ -278,7 +278,8 @@
     const classes = [t.id === state.bestId && "best", t.id === state.healthyId && "healthy"];
     const status = L.el("td", { className: "status-cell" }, L.statusBadge(t.status), ...tags);
     if (t.error) status.title = t.error;
-    return L.el("tr", { className: classes.filter(Boolean).join(" "), dataset: { id: t.id } },
+    const where = t.worker ? `trial ${t.index}, run by ${t.worker}` : `trial ${t.index}`;
+    return L.el("tr", { className: classes.filter(Boolean).join(" "), dataset: { id: t.id }, title: where },
       numCell(t.index),
       L.el("td", { className: "num" }, trialLink(t, L.formatLr(t.lr))),
       status,
