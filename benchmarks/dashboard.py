@@ -1,6 +1,7 @@
 """The dashboard at scale: JSON, polls, archives and page drawing at 200-5,000 trials.
 
 Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser] [--live-seconds S]
+                                     [--searches 2000]
 
 Fills a fresh database with finished searches of N trials x 30 epochs (with log folders:
 log.txt and a plot in each), then measures, per size: the search JSON the page loads
@@ -11,6 +12,10 @@ poll with nothing new, the archive download, the time until the search page has 
 its charts in headless Chromium, and, with the search made to run (its trials' last epochs
 landing, 20 trials a second), the share of time the page's main thread is busy in long
 tasks as it polls and redraws.
+
+With --searches N (0 to skip), a second database holds N searches of 4 trials each: the
+searches list's first page as JSON (/api/searches, cold and warm), a filtered page, and
+the list page drawn in Chromium (its 50 rows and their status bars).
 """
 
 from __future__ import annotations
@@ -254,6 +259,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 1000, 5000])
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--live-seconds", type=float, default=LIVE_SECONDS)
+    parser.add_argument("--searches", type=int, default=2000, help="the list case (0: skip)")
     args = parser.parse_args()
     print(f"# dashboard on {machine()}; {EPOCHS} epochs per trial")
     with tempfile.TemporaryDirectory(prefix="lrsearch-dash-") as data_dir:
@@ -314,6 +320,94 @@ def main() -> None:
                 f"{r['archive']:>9.2f} {r['archive_size'] / 2**20:>5.1f} {drawn[n]:>12.2f} "
                 f"{busy[n]:>9.0%}"
             )
+    if args.searches:
+        list_case(args.searches, not args.no_browser)
+
+
+FILL_SEARCHES = r"""
+import sys
+sys.path.insert(0, {root!r})
+from lrsearch import create_app
+from lrsearch.extensions import db
+from lrsearch.models import Search, Trial, utcnow
+from flask_migrate import upgrade
+app = create_app({{"DATA_DIR": {data_dir!r}, "SECRET_KEY": "bench"}})
+with app.app_context():
+    upgrade(directory=app.config["MIGRATIONS_DIR"])
+    now = utcnow()
+    searches = [dict(name=f"search {{i}}", dataset="digits" if i % 3 else "synthetic",
+                     layers="[64, 128, 10]", lr_min=1e-4, lr_max=1e-2, sampler="random",
+                     n_trials=4, epochs=20, batch_size=64, beta1=0.9, beta2=0.999, eps=1e-8,
+                     workers=2, seed=i, status="completed" if i % 7 else "failed",
+                     cancel_requested=False, created_at=now, started_at=now, finished_at=now)
+                for i in range({n})]
+    db.session.execute(Search.__table__.insert(), searches)
+    ids = db.session.scalars(db.select(Search.id)).all()
+    db.session.execute(Trial.__table__.insert(), [
+        dict(search_id=sid, index=k, lr=10 ** (-4 + k / 2), seed=k, status="completed",
+             attempt=1, crashes=0, interruptions=0, epochs_done=20, best_val_acc=0.9 + k / 100,
+             best_epoch=20, final_acc_train=0.95, final_val_acc=0.9, seconds=1.0,
+             plot_pending=False, cancel_requested=False, created_at=now, updated_at=now)
+        for sid in ids for k in range(4)])
+    db.session.commit()
+"""
+
+LIST_TIMINGS = r"""
+import sys, time, json
+sys.path.insert(0, {root!r})
+from lrsearch import create_app
+app = create_app({{"DATA_DIR": {data_dir!r}, "SECRET_KEY": "bench"}})
+client = app.test_client()
+def timed(url):
+    started = time.perf_counter()
+    response = client.get(url)
+    assert response.status_code == 200, response.status_code
+    return time.perf_counter() - started, len(response.data)
+cold, size = timed("/api/searches")
+warm = min(timed("/api/searches")[0] for _ in range(5))
+filtered = min(timed("/api/searches?dataset=synthetic&status=failed&name=1")[0] for _ in range(5))
+html = min(timed("/")[0] for _ in range(5))
+print(json.dumps(dict(cold=cold, warm=warm, size=size, filtered=filtered, html=html)))
+"""
+
+
+def list_case(n: int, browser: bool) -> None:
+    """The searches list with n searches: JSON, a filtered page, the page drawn."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="lrsearch-list-") as data_dir:
+        fill = FILL_SEARCHES.format(root=str(ROOT), data_dir=data_dir, n=n)
+        subprocess.run([sys.executable, "-c", fill], check=True, capture_output=True)
+        out = subprocess.run(
+            [sys.executable, "-c", LIST_TIMINGS.format(root=str(ROOT), data_dir=data_dir)],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        r = json.loads(out)
+        drawn = math.nan
+        if browser and Path(CHROMIUM).exists():
+            with server(data_dir, web_workers=2, workers=1) as (host, port, _):
+                drawn = list_drawn_seconds(f"http://{host}:{port}")
+        print(f"\n{n} searches: list JSON cold {r['cold']:.3f} s, warm {r['warm']:.3f} s "
+              f"({r['size'] / 1024:.0f} KiB, 50 a page); filtered {r['filtered']:.3f} s; "
+              f"page HTML {r['html']:.3f} s; page drawn {drawn:.2f} s")  # fmt: skip
+
+
+def list_drawn_seconds(base: str) -> float:
+    """Seconds from navigation until the list's 50 rows and their status bars are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/searches/new")  # scripts and styles cached, as a returning user
+        started = time.perf_counter()
+        page.goto(f"{base}/")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#searches .status-bar .part').length >= 50"
+        )
+        elapsed = time.perf_counter() - started
+        browser.close()
+    return elapsed
 
 
 if __name__ == "__main__":

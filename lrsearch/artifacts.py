@@ -8,6 +8,7 @@ import io
 import json
 import math
 import os
+import shutil
 import threading
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,6 +37,11 @@ def trial_folder_name(index: int, lr: float) -> str:
 def trial_folder(data_dir: str | os.PathLike, search_id: int, index: int, lr: float) -> Path:
     """The absolute folder of one trial."""
     return logs_root(data_dir) / search_folder_name(search_id) / trial_folder_name(index, lr)
+
+
+def remove_search_folder(data_dir: str | os.PathLike, search_id: int) -> None:
+    """Remove a deleted search's log folder (its logs, plots and any earlier attempts')."""
+    shutil.rmtree(logs_root(data_dir) / search_folder_name(search_id), ignore_errors=True)
 
 
 def log_line(
@@ -247,7 +253,7 @@ def trial_files(folder: Path, prefix: str) -> Iterator[tuple[str, Path]]:
 
 
 def epochs_csv(rows: Iterable[Sequence[object]], header: Sequence[str]) -> bytes:
-    """Epoch rows as CSV bytes."""
+    """Rows (epochs, a ranking) as CSV bytes."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)

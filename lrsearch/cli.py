@@ -15,7 +15,7 @@ from lrsearch.datasets import catalog
 from lrsearch.execution import plots
 from lrsearch.execution.executors import ExecutorError, runner_slots
 from lrsearch.extensions import db
-from lrsearch.models import Search
+from lrsearch.models import Search, status_note
 from lrsearch.search import ranking, refine
 from lrsearch.search.runner import Runner, RunnerSettings
 from lrsearch.search.sampler import create_search
@@ -29,6 +29,7 @@ from lrsearch.settings import (
     parse_spec,
 )
 from lrsearch.store import reads
+from lrsearch.store.trial_errors import error_summary
 
 group = AppGroup("lrsearch", help="Learning-rate search from the command line.")
 
@@ -236,8 +237,9 @@ def print_search(search: Search) -> None:
 
         print_range_test(search)
         return
+    note = status_note(search.status, reads.trial_totals(db.session, search.id).counts)
     click.echo(
-        f"search {search.id} {search.name!r}: {search.status}; {search.dataset} "
+        f"search {search.id} {search.name!r}: {note}; {search.dataset} "
         f"layers={','.join(map(str, search.layers))} lr=[{format_lr(search.lr_min)}, "
         f"{format_lr(search.lr_max)}] {search.sampler} trials={search.n_trials} "
         f"epochs={search.epochs} batch={search.batch_size} seed={search.seed}"
@@ -262,6 +264,13 @@ def print_search(search: Search) -> None:
             f"{_num(trial.final_val_acc):>13}  {_num(gap, signed=True):>13}  "
             f"{trial.status}{': ' + trial.error if trial.error else ''}"
         )
+    shown, more = error_summary(db.session, search.id)
+    if shown:
+        click.echo("errors of the failed trials:")
+    for message, count in shown:
+        click.echo(f"  {count} trial{'s' if count != 1 else ''}: {message}")
+    if more:
+        click.echo(f"  and {more} other errors (each trial's on its page)")
     by_id = {t.id: t for t in trials}
     best = by_id.get(ranking.best_trial_id(db.session, search.id))
     healthy = by_id.get(ranking.healthiest_trial_id(db.session, search.id))
@@ -337,8 +346,11 @@ def runner_command(dask_scheduler: str | None = None) -> None:
 def init_app(app: Flask) -> None:
     """Register the commands."""
     from lrsearch.datasets_cli import datasets_group
+    from lrsearch.manage_cli import cancel_command, delete_command
     from lrsearch.range_test_cli import range_test_command
 
     group.add_command(datasets_group)
     group.add_command(range_test_command)
+    group.add_command(cancel_command)
+    group.add_command(delete_command)
     app.cli.add_command(group)

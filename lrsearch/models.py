@@ -27,8 +27,23 @@ from lrsearch.settings import SETTINGS, STORED_SETTINGS, SearchSpec
 QUEUED, RUNNING, COMPLETED, FAILED = "queued", "running", "completed", "failed"
 DIVERGED, CANCELLED, PRUNED = "diverged", "cancelled", "pruned"
 TRIAL_FINAL = (COMPLETED, FAILED, DIVERGED, CANCELLED, PRUNED)
-# Search states: queued -> running -> completed | cancelled.
-SEARCH_FINAL = (COMPLETED, CANCELLED)
+# Search states: queued -> running -> completed (some trial completed) | failed (none did,
+# some failed or diverged) | cancelled.
+SEARCH_FINAL = (COMPLETED, CANCELLED, FAILED)
+
+
+# The trials that did not end as planned, as a search's status note names them.
+NOTED = (FAILED, DIVERGED, PRUNED, CANCELLED)
+
+
+def status_note(status: str, counts: dict[str, int]) -> str:
+    """The status with what went otherwise: "completed, 1 failed", "failed: 3 failed"."""
+    noted = [f"{counts[s]} {s}" for s in NOTED if counts.get(s) and s != status]
+    if status in (FAILED, CANCELLED) and counts.get(status):
+        noted.insert(0, f"{counts[status]} {status}")
+    if not noted:
+        return status
+    return status + (": " if status == FAILED else ", ") + ", ".join(noted)
 
 
 def utcnow() -> datetime:
@@ -107,10 +122,13 @@ class Trial(db.Model):
     """One learning rate of a search, trained once (re-run from scratch on retry)."""
 
     # The unique (search, index) serves every lookup by search as well; a page's poll for the
-    # trials that changed finds them by (search, updated_at).
+    # trials that changed finds them by (search, updated_at); the runner's claims by (search,
+    # status, index).
     __table_args__ = (
         UniqueConstraint("search_id", "index"),
         Index("ix_trial_search_id_updated_at", "search_id", "updated_at"),
+        # The runner's claims: a search's first queued trials, its running count.
+        Index("ix_trial_search_id_status_index", "search_id", "status", "index"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -139,6 +157,9 @@ class Trial(db.Model):
     seconds: Mapped[float] = mapped_column(Float, default=0.0)  # training seconds, this attempt
     # The worker left the plot for later (a short trial); the runner draws it when idle.
     plot_pending: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    # Cancel this trial alone: its worker stops at its next epoch boundary (a queued trial
+    # is cancelled at once and never gets it).
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # Any change to the row; lets a page poll only the trials that changed.
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

@@ -119,7 +119,12 @@ def test_list_newest_first(client, make_search):
 
 
 def test_list_empty(client):
-    assert strict_json(client.get("/api/searches")) == {"searches": []}
+    answer = strict_json(client.get("/api/searches"))
+    assert answer["searches"] == [] and (answer["total"], answer["page"], answer["pages"]) == (
+        0,
+        1,
+        1,
+    )
 
 
 def test_detail_has_trials_and_both_answers(client, make_search):
@@ -419,7 +424,7 @@ def test_unknown_ids_are_404_json_not_html(client, method, url):
     [
         ("get", "/api/searches/1/cancel"),
         ("put", "/api/searches"),
-        ("delete", "/api/searches/1"),
+        ("delete", "/api/searches"),
         ("post", "/api/searches/1"),
         ("post", "/api/trials/1"),
     ],

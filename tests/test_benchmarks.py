@@ -108,10 +108,14 @@ def test_overhead_prints_first_cold_and_warm_runs_and_the_command_line():
 
 @pytest.mark.browser
 def test_dashboard_prints_a_row_per_size_with_the_page_measured():
-    out = run_benchmark("benchmarks/dashboard.py", "--sizes", "30", "--live-seconds", "2")
+    out = run_benchmark(
+        "benchmarks/dashboard.py", "--sizes", "30", "--live-seconds", "2", "--searches", "120"
+    )
     [row] = table_rows(out, "30")
     assert len(row) == 13 and "nan" not in row, out
     assert 0 <= float(row[12].rstrip("%")) <= 100  # the live page's busy share
+    [listed] = [line for line in out.splitlines() if line.startswith("120 searches:")]
+    assert "nan" not in listed and "page drawn" in listed
 
 
 def test_search_efficiency_prints_the_range_tests_table():

@@ -167,7 +167,7 @@ def test_a_trial_that_crashes_every_time_fails_after_the_retry_limit(app, client
         SearchSpec(dataset="broken", layers=[784, 16, 10], trials=2, epochs=2, workers=2),
     )
     with RunnerThread(app, workers=2, search_id=search.id):
-        wait_for(lambda: search_status(search.id) == COMPLETED, 60)
+        wait_for(lambda: search_status(search.id) == FAILED, 60)  # no trial completed
     for trial in trials(search.id):
         assert trial.status == FAILED
         assert trial.attempt == trial.crashes == app.config["MAX_ATTEMPTS"]
@@ -211,7 +211,7 @@ def test_a_full_disk_fails_the_trial_with_a_clear_message_and_keeps_its_epochs(a
     folder.mkdir(parents=True)
     (folder / "log.txt").symlink_to("/dev/full")  # every write: "No space left on device"
     with RunnerThread(app, workers=1, search_id=search.id):
-        wait_for(lambda: search_status(search.id) == COMPLETED, 60)
+        wait_for(lambda: search_status(search.id) == FAILED, 60)  # no trial completed
     trial = trials(search.id)[0]
     assert trial.status == FAILED
     assert "No space left on device" in trial.error and "log.txt" in trial.error
@@ -226,7 +226,7 @@ def test_an_unwritable_log_folder_fails_every_attempt_with_the_path(app):
     blocked.parent.mkdir(parents=True)
     blocked.write_text("a file where the trial's folder should be")
     with RunnerThread(app, workers=1, search_id=search.id):
-        wait_for(lambda: search_status(search.id) == COMPLETED, 60)
+        wait_for(lambda: search_status(search.id) == FAILED, 60)  # no trial completed
     trial = trials(search.id)[0]
     assert trial.status == FAILED and str(blocked) in trial.error
     assert trial.crashes == app.config["MAX_ATTEMPTS"]

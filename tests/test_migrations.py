@@ -52,6 +52,7 @@ def test_a_database_made_before_the_trials_index_change_keeps_its_rows(request, 
         "ix_trial_plot_pending",
         "ix_trial_status",
         "ix_trial_search_id_updated_at",
+        "ix_trial_search_id_status_index",
     }
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM epoch WHERE trial_id = 1")).scalar() == 1

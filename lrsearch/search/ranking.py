@@ -80,6 +80,13 @@ def top_trial_ids(session: Session, search_id: int, k: int) -> list[int]:
     return reads.top_trial_ids(session, search_id, k, TIERS)
 
 
-def list_searches(session: Session, newest_first: bool = True) -> list[reads.SearchListing]:
-    """Every search with its totals and best trial, in a fixed number of statements."""
-    return reads.list_searches(session, ANSWERS, TIERS, newest_first)
+def list_searches(
+    session: Session,
+    newest_first: bool = True,
+    where: reads.SearchFilter = reads.EVERY_SEARCH,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[reads.SearchListing]:
+    """The searches (filtered, a page of them) with their totals and best trial, in a fixed
+    number of statements."""
+    return reads.list_searches(session, ANSWERS, TIERS, newest_first, where, limit, offset)

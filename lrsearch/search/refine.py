@@ -1,5 +1,6 @@
-"""Refine around the best: a new search with a finished one's settings, its rates drawn in
-[best / factor, best x factor] (clamped to the caps), linked to it as its parent."""
+"""Settings from another search: refine around its best (its settings, the rates drawn in
+[best / factor, best x factor], clamped to the caps, linked to it as its parent), or copy
+it to run it again."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from lrsearch.models import Search
 from lrsearch.search import ranking
-from lrsearch.settings import LR_CEILING, LR_FLOOR, RANGE_TEST, SpecError
+from lrsearch.settings import LR_CEILING, LR_FLOOR, MAX_INTEGER, RANGE_TEST, SpecError
 
 DEFAULT_FACTOR = 3.0
 MAX_FACTOR = 1000.0
@@ -45,3 +46,17 @@ def _factor(value: Any) -> float:
     if not 1.0 < factor <= MAX_FACTOR:
         raise SpecError({"factor": f"must be above 1 and at most {MAX_FACTOR:g}"})
     return factor
+
+
+def copied_settings(session: Session, search_id: Any) -> dict[str, Any]:
+    """The settings of search `search_id`, to run it again (SpecError under "copy_of" if
+    there is no such search); the layers stand for the hidden sizes."""
+    try:
+        found = session.get(Search, int(search_id)) if 0 <= int(search_id) <= MAX_INTEGER else None
+    except (TypeError, ValueError):
+        raise SpecError({"copy_of": "must be a search's id"}) from None
+    if found is None:
+        raise SpecError({"copy_of": f"no search {search_id}"})
+    raw = found.spec().as_dict()
+    raw.pop("hidden")
+    return raw

@@ -13,7 +13,10 @@ from lrsearch.store.claims import claim_trials
 from lrsearch.store.reads import nothing_left
 from lrsearch.store.transactions import process_engine, retry_transaction
 from lrsearch.store.writes import (
+    Refused,
     cancel_search,
+    cancel_trial,
+    delete_search,
     insert_search,
     record_crash,
     requeue_interrupted,
@@ -23,8 +26,11 @@ from lrsearch.store.writes import (
 )
 
 __all__ = [
+    "Refused",
     "begin_attempt",
     "cancel_search",
+    "cancel_trial",
+    "delete_search",
     "claim_trials",
     "insert_search",
     "finish_trial",

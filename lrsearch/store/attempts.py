@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Connection, Dialect, bindparam, func, select
+from sqlalchemy import Connection, Dialect, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import NoResultFound
 
@@ -116,14 +116,18 @@ _RUNNING_ATTEMPT = (
     _trial.c.attempt == bindparam("attempt_"),
     _trial.c.status == RUNNING,
 )
-# The trial's summary, and in the same round trip whether its search is being cancelled.
+# The trial's summary, and in the same round trip whether it or its search is being
+# cancelled.
 _UPDATE_RUNNING_TRIAL = (
     _trial.update()
     .where(*_RUNNING_ATTEMPT)
     .returning(
-        select(_search.c.cancel_requested)
-        .where(_search.c.id == _trial.c.search_id)
-        .scalar_subquery()
+        or_(
+            _trial.c.cancel_requested,
+            select(_search.c.cancel_requested)
+            .where(_search.c.id == _trial.c.search_id)
+            .scalar_subquery(),
+        )
     )
 )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 
-from sqlalchemy import Dialect, Select, bindparam, func, select
+from sqlalchemy import Dialect, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from lrsearch.models import QUEUED, RUNNING, Search, Trial, utcnow
@@ -18,6 +18,10 @@ def claim_trials(
 ) -> list[tuple[int, int]]:
     """Claim up to `limit` queued trials, each with one atomic update; return (id, attempt).
 
+    The searches share the slots: a search's k-th queued trial would be its (running + k)-th
+    at once, and trials are taken by that number, least first (ties: the older search). A
+    search started beside a big one gets the next free slot; while both have trials queued
+    they take turns, each still capped by its `workers`.
     It runs on a connection of its own from the session's engine, through the DBAPI cursor
     (see fast), each claim its own transaction: the runner claims before every trial. The
     session is left as it was: its loaded objects are not expired.
@@ -27,17 +31,24 @@ def claim_trials(
     with session.get_bind().connect() as connection:
         dialect = connection.dialect
         of_search = {} if search_id is None else {"search_id": search_id}
-        candidates = _candidates_statement(dialect, tuple(of_search), limit * 4 + 16)
-        rows = retried_on_cursor(
-            connection, lambda execute: execute(candidates, of_search).fetchall()
-        )
+        active = _active_statement(dialect, tuple(of_search))
+
+        def candidates(execute) -> list[tuple[int, int, int]]:
+            """(turn, search id, trial id) of the first queued trials of each search."""
+            found = []
+            for sid, cap, running in execute(active, of_search).fetchall():
+                wanted = min(limit, cap - running)
+                if wanted <= 0:
+                    continue
+                first = _first_queued_statement(dialect, wanted)
+                ids = execute(first, {"search_id": sid}).fetchall()
+                found += [(running + k, sid, row[0]) for k, row in enumerate(ids, 1)]
+            return sorted(found)
+
         claimed: list[tuple[int, int]] = []
-        taken: dict[int, int] = {}
-        for trial_id, sid, cap, already in rows:
+        for _, _, trial_id in retried_on_cursor(connection, candidates):
             if len(claimed) == limit:
                 break
-            if already + taken.get(sid, 0) >= cap:
-                continue
             now = utcnow()  # the trial's updated_at too: its onupdate is SQLAlchemy's to run
             values = {"trial_id": trial_id, "now": now, "updated_at": now, "worker": worker}
             claim, start = _claim_statements(dialect, tuple(values))
@@ -52,14 +63,20 @@ def claim_trials(
             attempt = retried_on_cursor(connection, steps)
             if attempt:
                 claimed.append((trial_id, attempt))
-                taken[sid] = taken.get(sid, 0) + 1
     return claimed
 
 
 @functools.cache
-def _candidates_statement(dialect: Dialect, names: tuple[str, ...], limit: int):
-    """The candidates' select compiled for a dialect: of one search if `names` holds its id."""
-    return PreparedStatement(_candidates(bool(names), limit), dialect, names)
+def _active_statement(dialect: Dialect, names: tuple[str, ...]):
+    """The searches with queued trials (of one search if `names` holds its id), compiled."""
+    statement = _ACTIVE.where(Search.id == bindparam("search_id")) if names else _ACTIVE
+    return PreparedStatement(statement, dialect, names)
+
+
+@functools.cache
+def _first_queued_statement(dialect: Dialect, n: int):
+    """A search's first n queued trials, compiled (one per n: the workers cap bounds it)."""
+    return PreparedStatement(_QUEUED_OF_SEARCH.limit(n), dialect, ["search_id"])
 
 
 @functools.cache
@@ -69,28 +86,28 @@ def _claim_statements(dialect: Dialect, names: tuple[str, ...]) -> tuple:
     return PreparedStatement(_CLAIM, dialect, names), start
 
 
-# The runner's statements, built once: building them cost more than running them.
-_running_counts = (
-    select(Trial.search_id, func.count().label("n"))
-    .where(Trial.status == RUNNING)
-    .group_by(Trial.search_id)
-    .subquery()
+# The runner's statements, built once: building them cost more than running them. Each
+# reads trial(search_id, status, index), an index of its own.
+_RUNNING_OF_SEARCH = (
+    select(func.count())
+    .where(Trial.search_id == Search.id, Trial.status == RUNNING)
+    .scalar_subquery()
 )
-# Queued trials of searches not being cancelled, with each search's cap and running count.
-_CANDIDATES = (
-    select(Trial.id, Trial.search_id, Search.workers, func.coalesce(_running_counts.c.n, 0))
-    .join(Search, Search.id == Trial.search_id)
-    .outerjoin(_running_counts, _running_counts.c.search_id == Trial.search_id)
-    .where(Trial.status == QUEUED, Search.cancel_requested.is_(False))
-    .order_by(Trial.search_id, Trial.index)
+# Searches not being cancelled that have queued trials: their cap and running count.
+_ACTIVE = (
+    select(Search.id, Search.workers, _RUNNING_OF_SEARCH)
+    .where(
+        Search.status.in_([literal(QUEUED), literal(RUNNING)]),  # not expanding: prepared
+        Search.cancel_requested.is_(False),
+        select(Trial.id).where(Trial.search_id == Search.id, Trial.status == QUEUED).exists(),
+    )
+    .order_by(Search.id)
 )
-_CANDIDATES_OF_SEARCH = _CANDIDATES.where(Trial.search_id == bindparam("search_id"))
-
-
-@functools.cache
-def _candidates(of_search: bool, limit: int) -> Select:
-    """One statement object per limit: a new one per claim would be keyed afresh each time."""
-    return (_CANDIDATES_OF_SEARCH if of_search else _CANDIDATES).limit(limit)
+_QUEUED_OF_SEARCH = (
+    select(Trial.id)
+    .where(Trial.search_id == bindparam("search_id"), Trial.status == QUEUED)
+    .order_by(Trial.index)
+)
 
 
 # Core statements on the tables: the ORM's bookkeeping for an update cost more than the update.

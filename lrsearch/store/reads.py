@@ -135,18 +135,57 @@ class SearchListing:
     best: Row | None  # BRIEF_COLUMNS of its best trial
 
 
+@dataclass(frozen=True)
+class SearchFilter:
+    """Which searches a list shows: a part of the name (any case), a data set, a status."""
+
+    name: str = ""
+    dataset: str = ""
+    status: str = ""
+
+    def conditions(self) -> list:
+        found = []
+        if self.name:
+            escaped = self.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            found.append(Search.name.ilike(f"%{escaped}%", escape="\\"))
+        if self.dataset:
+            found.append(Search.dataset == self.dataset)
+        if self.status:
+            found.append(Search.status == self.status)
+        return found
+
+
+EVERY_SEARCH = SearchFilter()
+
+
+def dataset_names(session: Session) -> list[str]:
+    """The data sets searches were made on, for the list's filter."""
+    return list(session.scalars(select(Search.dataset).distinct().order_by(Search.dataset)))
+
+
+def count_searches(session: Session, where: SearchFilter = EVERY_SEARCH) -> int:
+    """How many searches the filter lets through."""
+    return session.scalar(select(func.count()).select_from(Search).where(*where.conditions()))
+
+
 def list_searches(
     session: Session,
     statuses: Collection[str],
     tiers: Sequence[Collection[str]],
     newest_first: bool = True,
+    where: SearchFilter = EVERY_SEARCH,
+    limit: int | None = None,
+    offset: int = 0,
 ) -> list[SearchListing]:
-    """Every search with its totals and its best trial (as best_trial), in three statements."""
+    """The searches (filtered, a page of them) with their totals and their best trial (as
+    best_trial), in three statements that read the page's searches' trials only."""
     order = Search.id.desc() if newest_first else Search.id.asc()
-    searches = session.execute(select(Search).order_by(order)).scalars().all()
+    query = select(Search).where(*where.conditions()).order_by(order).offset(offset).limit(limit)
+    searches = session.execute(query).scalars().all()
     if not searches:
         return []
-    totals = _totals(session.execute(_totals_query()).all())
+    ids = [s.id for s in searches]
+    totals = _totals(session.execute(_totals_query().where(Trial.search_id.in_(ids))).all())
     place = (
         func.row_number()
         .over(partition_by=Trial.search_id, order_by=ranked_order(tiers))
@@ -154,7 +193,11 @@ def list_searches(
     )
     ranked = (
         select(Trial.search_id, *BRIEF_COLUMNS, place)
-        .where(Trial.status.in_(statuses), Trial.best_val_acc.is_not(None))
+        .where(
+            Trial.search_id.in_(ids),
+            Trial.status.in_(statuses),
+            Trial.best_val_acc.is_not(None),
+        )
         .subquery()
     )
     columns = [ranked.c[c.key] for c in BRIEF_COLUMNS]
@@ -245,6 +288,9 @@ class EpochColumns:
     complete: bool
 
 
+FEW_EPOCHS = 20_000  # new epoch ids (of every search) that a poll reads by id
+
+
 def epochs_after(
     session: Session,
     search_id: int,
@@ -261,10 +307,15 @@ def epochs_after(
     """
     # Read first, and the rows bounded by it: each statement may see newer commits.
     newest = max(after, session.execute(select(func.max(Epoch.id))).scalar() or 0)
+    of_search = Trial.search_id == search_id
+    if newest - after <= FEW_EPOCHS and session.get_bind().dialect.name == "sqlite":
+        # A poll's few new ids (of any search): read them by id, each one's trial by its
+        # key. Else SQLite goes through every trial of the search (50,000 probes).
+        of_search = (Trial.search_id + 0) == search_id  # no index on it: SQLite's idiom
     query = (
         select(*(getattr(Epoch, f) for f in EPOCH_FIELDS))
         .join(Trial, (Trial.id == Epoch.trial_id) & (Trial.attempt == Epoch.attempt))
-        .where(Trial.search_id == search_id, Epoch.id > after, Epoch.id <= newest)
+        .where(of_search, Epoch.id > after, Epoch.id <= newest)
         .order_by(Epoch.id)
         .limit(limit)
     )

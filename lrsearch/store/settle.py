@@ -7,7 +7,18 @@ from collections.abc import Callable
 from sqlalchemy import ColumnElement, bindparam, case, func, literal, select
 from sqlalchemy.orm import Session
 
-from lrsearch.models import CANCELLED, COMPLETED, SEARCH_FINAL, TRIAL_FINAL, Search, Trial, utcnow
+from lrsearch.models import (
+    CANCELLED,
+    COMPLETED,
+    DIVERGED,
+    FAILED,
+    PRUNED,
+    SEARCH_FINAL,
+    TRIAL_FINAL,
+    Search,
+    Trial,
+    utcnow,
+)
 
 _trial, _search = Trial.__table__, Search.__table__
 
@@ -44,12 +55,32 @@ OPEN_TRIALS = (
     .select_from(_trial)
     .where(_trial.c.search_id == bindparam("search_id"), _none_of(_trial.c.status, TRIAL_FINAL))
 )
-# Cancelled if it was being cancelled, else completed; started now if it never started.
+
+
+def _any_trial(*statuses: str):
+    """Whether some trial of the search being ended is in one of `statuses`."""
+    return (
+        select(_trial.c.id)
+        .where(
+            _trial.c.search_id == _search.c.id, _trial.c.status.in_([literal(s) for s in statuses])
+        )
+        .exists()
+    )
+
+
+# Cancelled if it was being cancelled; completed if a trial completed (or was pruned: its
+# curve is an answer too); failed if none did and some failed or diverged; else (every
+# trial cancelled one by one) cancelled. Started now if it never started.
 END_SEARCH = (
     _search.update()
     .where(_search.c.id == bindparam("search_id"), _none_of(_search.c.status, SEARCH_FINAL))
     .values(
-        status=case((_search.c.cancel_requested, CANCELLED), else_=COMPLETED),
+        status=case(
+            (_search.c.cancel_requested, CANCELLED),
+            (_any_trial(COMPLETED, PRUNED), COMPLETED),
+            (_any_trial(FAILED, DIVERGED), FAILED),
+            else_=CANCELLED,
+        ),
         finished_at=bindparam("now"),
         started_at=func.coalesce(_search.c.started_at, bindparam("now")),
     )

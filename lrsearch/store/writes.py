@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from lrsearch.models import CANCELLED, FAILED, QUEUED, RUNNING, SEARCH_FINAL, Search, Trial, utcnow
@@ -147,6 +147,56 @@ def cancel_search(session: Session, search_id: int) -> None:
         settle_search(s, search_id)
 
     retry_transaction(session, work)
+
+
+class Refused(Exception):
+    """The change cannot be made in the row's present state; the message says why."""
+
+
+def cancel_trial(session: Session, trial_id: int) -> Trial | None:
+    """Cancel one trial: a queued one now, a running one at its next epoch boundary (its
+    epochs kept). None if there is no such trial; Refused if it has ended."""
+
+    def work(s: Session) -> Trial | None:
+        trial = s.get(Trial, trial_id, with_for_update=True)
+        if trial is None:
+            return None
+        if trial.status == QUEUED:
+            trial.status, trial.finished_at = CANCELLED, utcnow()
+            s.flush()
+            settle_search(s, trial.search_id)
+        elif trial.status == RUNNING:
+            trial.cancel_requested = True
+        else:
+            raise Refused(f"trial {trial_id} already {trial.status}")
+        return trial
+
+    return retry_transaction(session, work)
+
+
+def delete_search(session: Session, search_id: int) -> bool:
+    """Delete a search with its trials, epochs and range points, in one transaction (a
+    crash leaves all of it or none); False if there is no such search. Refused while a
+    trial of it runs. Searches refining it keep their settings, their link to it dropped.
+    Its log folder is the caller's to remove, after."""
+
+    def work(s: Session) -> bool:
+        search = s.get(Search, search_id, with_for_update=True)
+        if search is None:
+            return False
+        running = s.scalar(
+            select(func.count()).where(Trial.search_id == search_id, Trial.status == RUNNING)
+        )
+        if running:
+            raise Refused(
+                f"search {search_id} has {running} running trial{'s' if running > 1 else ''}: "
+                "cancel it first"
+            )
+        s.execute(update(Search).where(Search.parent_id == search_id).values(parent_id=None))
+        s.execute(delete(Search).where(Search.id == search_id))  # trials, epochs: cascaded
+        return True
+
+    return retry_transaction(session, work)
 
 
 def stale_bound(seconds: float) -> datetime:

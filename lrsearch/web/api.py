@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, request, url_for
 from lrsearch import artifacts, store
 from lrsearch.datasets import catalog
 from lrsearch.extensions import db
-from lrsearch.models import Search, Trial
+from lrsearch.models import QUEUED, RUNNING, SEARCH_FINAL, Search, Trial, utcnow
 from lrsearch.search import ranking, refine, sampler
 from lrsearch.settings import MAX_INTEGER, SpecError, parse_spec
 from lrsearch.store import reads
@@ -53,19 +53,61 @@ def refine_search(parent: Search, factor: object, trials: object) -> Search:
 
 @bp.post("/searches")
 def create_search() -> tuple[dict, int, dict]:
-    """Start a search; 201 with its id and URLs, or 400 with an error per field."""
+    """Start a search; 201 with its id and URLs, or 400 with an error per field.
+
+    `{"copy_of": ID, ...}`: that search's settings, overridden by the others given.
+    """
+    body = json_body()
     try:
-        search = start_search(json_body())
+        if "copy_of" in body:
+            body = {**refine.copied_settings(db.session, body.pop("copy_of")), **body}
+        search = start_search(body)
     except SpecError as exc:
         raise ApiError(400, "invalid settings", errors=exc.errors) from None
     summary = summaries.search_summary(search)
     return {"id": search.id, **summary}, 201, {"Location": summary["api_url"]}
 
 
+PER_PAGE = 50
+SEARCH_STATUSES = (QUEUED, RUNNING, *SEARCH_FINAL)
+
+
+def listing_args() -> tuple[reads.SearchFilter, int]:
+    """The searches list's filters and page from the query (`name`, `dataset`, `status`,
+    `page`); ApiError 400 naming a bad one."""
+    args = request.args
+    status = args.get("status", "").strip()
+    if status and status not in SEARCH_STATUSES:
+        raise ApiError(400, "bad filter", errors={"status": f"one of {', '.join(SEARCH_STATUSES)}"})
+    where = reads.SearchFilter(
+        name=args.get("name", "").strip()[:200],
+        dataset=args.get("dataset", "").strip()[:100],
+        status=status,
+    )
+    return where, max(1, int_arg("page", 1))
+
+
+def search_page(where: reads.SearchFilter, page: int) -> dict[str, object]:
+    """A page of the searches list: PER_PAGE summaries, newest first, and where it is."""
+    total = reads.count_searches(db.session, where)
+    pages = max(1, -(-total // PER_PAGE))
+    listed = ranking.list_searches(db.session, where=where, limit=PER_PAGE,
+                                   offset=(min(page, pages) - 1) * PER_PAGE)  # fmt: skip
+    return {
+        "searches": serialize.search_list(listed),
+        "total": total,
+        "page": min(page, pages),
+        "pages": pages,
+        "per_page": PER_PAGE,
+        "filters": {"name": where.name, "dataset": where.dataset, "status": where.status},
+    }
+
+
 @bp.get("/searches")
 def list_searches() -> dict:
-    """Every search, newest first."""
-    return {"searches": serialize.search_list(ranking.list_searches(db.session))}
+    """The searches, newest first, 50 a page (`page`), filtered by `name` (a part of it),
+    `dataset` and `status`."""
+    return search_page(*listing_args())
 
 
 @bp.get("/runners")
@@ -98,12 +140,18 @@ def search_poll(search_id: int) -> dict:
     """What changed since the page's last poll: new epochs and changed trials only."""
     search = get_search(search_id)
     since, after = serialize.poll_window(time_arg("since")), int_arg("after", 0)
-    state = summaries.search_state(search)  # its server_time before the trials are read
+    now = serialize.when(utcnow())  # before the trials are read: the next poll's `since`
     changed = reads.trials_changed(db.session, search_id, since)
+    epochs = serialize.epochs(reads.epochs_after(db.session, search_id, after), after)
+    if not changed and not epochs["epochs"]["id"]:
+        # Nothing new: the totals and answers, which read every trial, are as they were.
+        return {"unchanged": True, "search_row": serialize.search_row(search),
+                "server_time": now, "trials": [], **epochs}  # fmt: skip
     return {
-        **state,
+        **summaries.search_state(search),
+        "server_time": now,
         "trials": [serialize.trial_row(t) for t in changed],
-        **serialize.epochs(reads.epochs_after(db.session, search_id, after), after),
+        **epochs,
     }
 
 
@@ -127,6 +175,45 @@ def cancel_search(search_id: int) -> dict:
     store.cancel_search(db.session, search_id)
     db.session.expire_all()
     return summaries.search_summary(get_search(search_id))
+
+
+@bp.delete("/searches/<int:search_id>")
+def delete_search(search_id: int) -> dict:
+    """Delete a search, its trials, epochs and log folder; 409 while a trial of it runs."""
+    get_search(search_id)
+    remove_search(search_id)
+    return {"deleted": search_id}
+
+
+def remove_search(search_id: int) -> None:
+    """Delete the search's rows (ApiError 409 while a trial runs), then its log folder."""
+    try:
+        deleted = store.delete_search(db.session, search_id)
+    except store.Refused as exc:
+        raise ApiError(409, str(exc)) from None
+    if not deleted:
+        raise ApiError(404, f"no search {search_id}")
+    artifacts.remove_search_folder(current_app.config["DATA_DIR"], search_id)
+
+
+@bp.post("/trials/<int:trial_id>/cancel")
+def cancel_trial(trial_id: int) -> dict:
+    """Cancel one trial: a queued one at once, a running one at its next epoch boundary
+    (its epochs kept); 409 if it has ended."""
+    json_body()
+    stop_trial(trial_id)
+    db.session.expire_all()
+    return serialize.trial_row(db.session.get(Trial, trial_id))
+
+
+def stop_trial(trial_id: int) -> None:
+    """Cancel a trial (ApiError 404 or 409 where it cannot be)."""
+    try:
+        trial = store.cancel_trial(db.session, trial_id)
+    except store.Refused as exc:
+        raise ApiError(409, str(exc)) from None
+    if trial is None:
+        raise ApiError(404, f"no trial {trial_id}")
 
 
 @bp.get("/trials/<int:trial_id>")

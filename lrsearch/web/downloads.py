@@ -11,6 +11,7 @@ from lrsearch import artifacts
 from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import TRIAL_FINAL, Search, Trial
+from lrsearch.search import ranking
 from lrsearch.store import reads
 from lrsearch.web import summaries
 
@@ -31,6 +32,44 @@ def zip_response(entries: Iterator[tuple[str, Path | bytes]], filename: str) -> 
         stream_with_context(artifacts.stream_zip(entries)),
         mimetype="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+RANKING_COLUMNS = ("rank", "trial", "lr", "status", "epochs", "best_val_acc", "best_epoch",
+                   "final_val_acc", "final_acc_train", "gap", "min_val_loss", "final_val_loss",
+                   "seconds", "worker", "error")  # fmt: skip
+
+
+@bp.get("/searches/<int:search_id>/ranking.csv")
+def ranking_csv(search_id: int) -> Response:
+    """The ranking table as CSV, in the ranking's order; rates at full precision (repr)."""
+    search = db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    ranked = ranking.rank_by_accuracy(reads.trials_of(db.session, search_id))
+    rows = (
+        (
+            rank,
+            t.index,
+            repr(t.lr),
+            t.status,
+            t.epochs_done,
+            t.best_val_acc,
+            t.best_epoch,
+            t.final_val_acc,
+            t.final_acc_train,
+            ranking.gap(t),
+            t.min_val_loss,
+            t.final_val_loss,
+            round(t.seconds or 0.0, 3),
+            t.worker,
+            t.error,
+        )  # fmt: skip
+        for rank, t in enumerate(ranked, 1)
+    )
+    name = f"{artifacts.search_folder_name(search.id)}-ranking.csv"
+    return Response(
+        artifacts.epochs_csv(rows, RANKING_COLUMNS),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 

@@ -27,9 +27,10 @@ from lrsearch.datasets import catalog
 from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import SEARCH_FINAL, Search, Trial
-from lrsearch.search import ranking
+from lrsearch.search import ranking, refine
 from lrsearch.settings import (
     KINDS,
+    MAX_SEED,
     PUBLIC_SETTINGS,
     RANGE_TEST,
     RANGE_TEST_DEFAULTS,
@@ -40,6 +41,7 @@ from lrsearch.settings import (
     format_lr,
 )
 from lrsearch.store import reads
+from lrsearch.store.trial_errors import error_summary
 from lrsearch.web import api, downloads, errors, serialize, summaries
 from lrsearch.web.errors import ApiError
 from lrsearch.web.forms import CancelForm, RefineForm, SearchForm, as_text
@@ -52,16 +54,25 @@ CHART_PAGES_MAX_AGE = 24 * 3600
 
 @bp.get("/")
 def index() -> str:
-    """Every search, newest first; live while any is active."""
-    searches = serialize.search_list(ranking.list_searches(db.session))
-    return render_template("index.html", searches=searches)
+    """The searches, newest first, 50 a page, filtered as the query says; live while any
+    shown is active."""
+    try:
+        where, page = api.listing_args()
+    except ApiError as exc:
+        abort(400, description=f"{exc.reason}: {exc.errors}")
+    listing = api.search_page(where, page)
+    datasets = reads.dataset_names(db.session)
+    return render_template(
+        "index.html", searches=listing["searches"], listing=listing, datasets=datasets,
+        statuses=api.SEARCH_STATUSES,
+    )  # fmt: skip
 
 
 @bp.route("/searches/new", methods=["GET", "POST"])
 def new_search() -> str | BaseResponse | tuple[str, int]:
     """The form that starts a search; on success, the new search's page."""
     if request.method == "GET":
-        return render_new(SearchForm.with_defaults(request.args.to_dict()))
+        return render_new(SearchForm.with_defaults(given_settings(request.args.to_dict())))
     form = SearchForm()
     if not form.validate_on_submit():
         problems = " ".join(message for field in form for message in field.errors)
@@ -76,6 +87,20 @@ def new_search() -> str | BaseResponse | tuple[str, int]:
         form.form_errors.append(exc.reason)
         return render_new(form), exc.status
     return redirect(url_for("pages.search", search_id=search.id), 303)
+
+
+def given_settings(args: dict[str, str]) -> dict[str, str]:
+    """The new-search form's settings from its link: given one by one, or `copy_of` a
+    search ("Run again": its settings, the seed moved on, so that new rates are drawn)."""
+    if "copy_of" not in args:
+        return args
+    try:
+        copied = refine.copied_settings(db.session, args.pop("copy_of"))
+    except SpecError as exc:
+        abort(404, description=exc.errors["copy_of"])
+    copied["seed"] = (copied["seed"] + 1) % (MAX_SEED + 1)
+    hidden = copied.pop("layers")[1:-1]
+    return {**{k: as_text(v) for k, v in copied.items()}, "hidden": as_text(hidden), **args}
 
 
 @bp.app_errorhandler(CSRFError)
@@ -124,9 +149,11 @@ def search(search_id: int) -> str:
     epochs_url = url_for("api.search_epochs", search_id=search_id) + "?after=0"
     if drawn is not None:
         epochs_url += "&trials=" + ",".join(map(str, drawn))
+    failures = serialize.errors(error_summary(db.session, search_id))
     return render_template(
         "search.html",
         search=summary,
+        failures=failures,
         refinements=reads.refinements_of(db.session, search_id),
         refine_form=RefineForm(),
         cancel_form=CancelForm(),
@@ -181,6 +208,32 @@ def cancel_search(search_id: int) -> BaseResponse:
     return redirect(url_for("pages.search", search_id=search_id), 303)
 
 
+@bp.post("/searches/<int:search_id>/delete")
+def delete_search(search_id: int) -> BaseResponse:
+    """The Delete button (its page asked for a confirmation): then the searches list."""
+    db.get_or_404(Search, search_id, description=f"no search {search_id}")
+    if not CancelForm().validate_on_submit():
+        abort(400, description="The form expired; reload the page and delete again.")
+    try:
+        api.remove_search(search_id)
+    except ApiError as exc:
+        abort(exc.status, description=exc.reason)
+    return redirect(url_for("pages.index"), 303)
+
+
+@bp.post("/trials/<int:trial_id>/cancel")
+def cancel_trial(trial_id: int) -> BaseResponse:
+    """Cancel one trial from its page's button, then show the page again."""
+    db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    if not CancelForm().validate_on_submit():
+        abort(400, description="The form expired; reload the page and cancel again.")
+    try:
+        api.stop_trial(trial_id)
+    except ApiError as exc:
+        abort(exc.status, description=exc.reason)
+    return redirect(url_for("pages.trial", trial_id=trial_id), 303)
+
+
 @bp.get("/trials/<int:trial_id>")
 def trial(trial_id: int) -> str:
     """One trial: its four curves, log, plot and status."""
@@ -190,6 +243,7 @@ def trial(trial_id: int) -> str:
     log_text = log_path.read_text(encoding="utf-8", errors="replace") if log_path.is_file() else ""
     return render_template(
         "trial.html",
+        cancel_form=CancelForm(),
         trial=serialize.trial_row(found),
         search=summaries.search_summary(found.search),
         log_text=log_text,

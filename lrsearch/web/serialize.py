@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from flask import url_for
 
-from lrsearch.models import PRUNED, QUEUED, RUNNING, Epoch, Search, Trial, utcnow
+from lrsearch.models import PRUNED, QUEUED, RUNNING, Epoch, Search, Trial, status_note, utcnow
 from lrsearch.search import ranking
 from lrsearch.store.reads import EPOCH_FIELDS, EpochColumns, SearchListing, TrialTotals
 
@@ -59,10 +59,28 @@ def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, objec
         "epochs_planned": planned,
         "progress": done / planned if planned else 1.0,
         "counts": totals.counts,
+        "epochs_by_status": totals.epochs_done,
+        "status_note": status_note(search.status, totals.counts),
         "best": trial_brief(best) if best else None,
         "parent_id": search.parent_id,
         "url": url_for("pages.search", search_id=search.id),
         "api_url": url_for("api.search_detail", search_id=search.id),
+    }
+
+
+def errors(summary: tuple[list[tuple[str, int]], int]) -> dict[str, object]:
+    """The failed trials' distinct errors (store.trial_errors)."""
+    shown, more = summary
+    return {"errors": [{"message": m, "trials": n} for m, n in shown], "more_errors": more}
+
+
+def search_row(search: Search) -> dict[str, object]:
+    """What a poll with nothing new says of the search itself (its row alone may change)."""
+    return {
+        "status": search.status,
+        "cancel_requested": search.cancel_requested,
+        "started_at": when(search.started_at),
+        "finished_at": when(search.finished_at),
     }
 
 
@@ -97,6 +115,7 @@ def trial_row(trial: Trial) -> dict[str, object]:
         # host:pid of the process that ran its last attempt (not yet: the claiming runner's)
         "worker": None if "/runner" in (trial.worker or "/runner") else trial.worker,
         "epochs_done": trial.epochs_done,
+        "cancel_requested": trial.cancel_requested,
         "best_val_acc": number(trial.best_val_acc),
         "best_epoch": trial.best_epoch,
         "final_val_acc": number(trial.final_val_acc),
@@ -134,7 +153,7 @@ def range_test(result, new_search_url: str | None) -> dict[str, object]:
 
 
 def search_state(
-    search: Search, totals: TrialTotals, best, healthiest_id: int | None
+    search: Search, totals: TrialTotals, best, healthiest_id: int | None, error_summary=None
 ) -> dict[str, object]:
     """The search's summary, the ranking's two answers and its window, an ETA."""
     return {
@@ -142,6 +161,7 @@ def search_state(
         "best_trial_id": best.id if best else None,
         "healthiest_trial_id": healthiest_id,
         "healthy_within": ranking.HEALTHY_WITHIN,
+        **(errors(error_summary) if error_summary else {"errors": [], "more_errors": 0}),
         "eta_seconds": eta_seconds(search, totals),
         "server_time": when(utcnow()),
     }

@@ -8,10 +8,11 @@ from flask import current_app, url_for
 from sqlalchemy.exc import SQLAlchemyError
 
 from lrsearch.extensions import db
-from lrsearch.models import Search, utcnow
+from lrsearch.models import FAILED, Search, utcnow
 from lrsearch.search import range_suggestion, ranking
 from lrsearch.store import reads
 from lrsearch.store.runners import live_runners
+from lrsearch.store.trial_errors import error_summary
 from lrsearch.web import serialize
 
 
@@ -20,7 +21,8 @@ def search_state(search: Search) -> dict[str, object]:
     totals = reads.trial_totals(db.session, search.id)
     best = ranking.best_trial(db.session, search.id)
     healthiest = ranking.healthiest_trial_id(db.session, search.id)
-    return serialize.search_state(search, totals, best, healthiest)
+    failed = error_summary(db.session, search.id) if totals.counts.get(FAILED) else None
+    return serialize.search_state(search, totals, best, healthiest, failed)
 
 
 def search_summary(search: Search) -> dict[str, object]:

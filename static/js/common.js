@@ -3,7 +3,7 @@
 
 window.lrsearch = (() => {
   const DASH = "–";
-  const SEARCH_FINAL = new Set(["completed", "cancelled"]);
+  const SEARCH_FINAL = new Set(["completed", "cancelled", "failed"]);
   const TRIAL_FINAL = new Set(["completed", "failed", "diverged", "cancelled", "pruned"]);
 
   /** A number like Python's "%.{digits}g": 0.000512, 5.12e-05, 0.01. */
@@ -45,6 +45,29 @@ window.lrsearch = (() => {
     if (s < 60) return `${s} s`;
     if (s < 3600) return `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`;
     return `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+  }
+
+  // A search's trials by how they stand, in the status bar's order and colours.
+  const BAR_PARTS = ["completed", "pruned", "diverged", "failed", "cancelled", "running"];
+
+  /**
+   * Fill `node` with a search's status bar: a part per status, as wide as its share of the
+   * trials (a running trial counts by its epochs done), queued ones left empty.
+   */
+  function renderStatusBar(node, s) {
+    const total = Math.max(s.trials, 1);
+    const runningEpochs = (s.epochs_by_status || {}).running || 0;
+    const parts = BAR_PARTS.map((status) => {
+      const share = status === "running"
+        ? runningEpochs / Math.max(s.epochs, 1) / total
+        : (s.counts[status] || 0) / total;
+      if (share <= 0) return null;
+      const part = el("span", { className: `part part-${status}`, title: `${s.counts[status]} ${status}` });
+      part.style.width = `${(100 * share).toFixed(2)}%`; // CSSOM: allowed by the strict CSP
+      return part;
+    }).filter(Boolean);
+    node.replaceChildren(...parts);
+    node.title = s.status_note;
   }
 
   function localTime(iso) {
@@ -189,6 +212,27 @@ window.lrsearch = (() => {
     };
   }
 
+  /**
+   * Draw a chart with draw() where there is something to draw, else a plain line of text
+   * in its place ("no epochs yet"): Plotly's empty axes (-1 to 4, 0.1 to 10k) say nothing.
+   */
+  function plotOrSay(id, hasData, text, draw) {
+    const node = document.getElementById(id);
+    if (hasData) {
+      if (node.dataset.empty) {
+        node.replaceChildren();
+        delete node.dataset.empty;
+      }
+      draw();
+      return;
+    }
+    if (node.dataset.empty === text) return;
+    if (window.Plotly && node.classList.contains("js-plotly-plot")) Plotly.purge(node);
+    node.replaceChildren(el("p", { className: "chart-empty" }, text));
+    node.dataset.empty = text;
+    delete node.dataset.clickable; // its plot's event handlers went with it
+  }
+
   /** Tick values for a log axis from lo to hi: 1-2-5 steps, or only decades, or 1..9. */
   function logTicks(lo, hi) {
     const ticks = (mults) => {
@@ -248,8 +292,8 @@ window.lrsearch = (() => {
 
   return {
     DASH, SEARCH_FINAL, TRIAL_FINAL, formatG, formatLr, fixed, signed, points, duration, localTime,
-    el, statusBadge, setStatus, fetchJSON, poll, statusColor, scale, scaleColor, lrPosition,
-    baseLayout, plotConfig, logTicks, logAxis, epochAxis,
+    el, statusBadge, setStatus, fetchJSON, poll, renderStatusBar, statusColor, scale, scaleColor, lrPosition,
+    baseLayout, plotConfig, logTicks, logAxis, epochAxis, plotOrSay,
   };
 })();
 

@@ -12,13 +12,20 @@
     [...body.querySelectorAll(".status")].some((b) => !L.SEARCH_FINAL.has(b.textContent.trim()));
 
   function progressCell(s) {
-    const bar = L.el("progress", {
-      max: Math.max(s.epochs_planned, 1),
-      value: s.status === "completed" ? s.epochs_planned : s.epochs_done,
-      className: s.status === "completed" ? "done" : "",
-    });
+    const bar = L.el("div", { className: "status-bar" });
+    L.renderStatusBar(bar, s);
     return L.el("td", { className: "progress-col" }, bar,
       L.el("span", { className: "num small" }, `${s.epochs_done}/${s.epochs_planned}`));
+  }
+
+  /** What went otherwise, after the status: "1 failed, 2 diverged". */
+  function noteOf(s) {
+    if (s.status_note === s.status) return "";
+    return s.status_note.slice(s.status.length).replace(/^[:,]\s*/, "");
+  }
+
+  for (const bar of body.querySelectorAll(".status-bar[data-summary]")) {
+    L.renderStatusBar(bar, JSON.parse(bar.dataset.summary));
   }
 
   const rangeTest = (s) => s.kind === "range_test";
@@ -32,7 +39,8 @@
       L.el("td", {}, s.dataset),
       L.el("td", { className: "num" }, `${L.formatLr(s.lr_min)} – ${L.formatLr(s.lr_max)}`),
       progressCell(s),
-      L.el("td", {}, L.statusBadge(s.status)),
+      L.el("td", {}, L.statusBadge(s.status),
+        noteOf(s) ? L.el("span", { className: "small status-note-line" }, noteOf(s)) : ""),
       L.el("td", { className: "num" }, s.best ? L.formatLr(s.best.lr) : L.DASH),
       L.el("td", { className: "num" }, s.best ? L.fixed(s.best.best_val_acc) : L.DASH),
       L.el("td", { className: "num" },

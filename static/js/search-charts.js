@@ -65,19 +65,33 @@ window.lrsearch.searchCharts = (state, shownIds) => {
     return values;
   }
 
+  /** What an empty chart says instead: why there is nothing to draw yet, or ever. */
+  function emptyText() {
+    const s = state.search;
+    if (!L.SEARCH_FINAL.has(s.status)) return "no epochs yet";
+    return s.status === "failed" && !s.counts.diverged ? "every trial failed" : "no epoch was trained";
+  }
+
   function renderCurves() {
     state.revision += 1;
     const acc = curveTraces("acc_val", "acc_train", "acc", ".4f");
     const loss = curveTraces("val_loss", "loss", "loss", ".4f");
-    Plotly.react("chart-acc", acc, L.baseLayout("Validation accuracy", {
-      datarevision: state.revision, xaxis: epochAxis(),
-      yaxis: { title: { text: "accuracy" }, gridcolor: "#eef0f3" },
-    }), L.plotConfig);
-    Plotly.react("chart-loss", loss, L.baseLayout("Validation loss", {
-      datarevision: state.revision, xaxis: epochAxis(),
-      yaxis: L.logAxis("loss (log scale)",
-        drawnValues(state.showTrain ? ["val_loss", "loss"] : ["val_loss"])),
-    }), L.plotConfig);
+    const any = acc.some((t) => t.x.length > 0);
+    L.plotOrSay("chart-acc", any, emptyText(), () => {
+      Plotly.react("chart-acc", acc, L.baseLayout("Validation accuracy", {
+        datarevision: state.revision, xaxis: epochAxis(),
+        yaxis: { title: { text: "accuracy" }, gridcolor: "#eef0f3" },
+      }), L.plotConfig);
+      openTrialOnClick("chart-acc");
+    });
+    L.plotOrSay("chart-loss", any, emptyText(), () => {
+      Plotly.react("chart-loss", loss, L.baseLayout("Validation loss", {
+        datarevision: state.revision, xaxis: epochAxis(),
+        yaxis: L.logAxis("loss (log scale)",
+          drawnValues(state.showTrain ? ["val_loss", "loss"] : ["val_loss"])),
+      }), L.plotConfig);
+      openTrialOnClick("chart-loss");
+    });
   }
 
   const GROUPS = [
@@ -138,18 +152,25 @@ window.lrsearch.searchCharts = (state, shownIds) => {
   function renderScatters() {
     const legend = { x: 1.02, xanchor: "left", y: 1, yanchor: "top", itemclick: "toggle" };
     const acc = scatter("best_val_acc", "best val acc");
-    Plotly.react("scatter-acc", acc.traces, L.baseLayout("Best validation accuracy", {
-      datarevision: state.revision, xaxis: lrAxis(), annotations: acc.annotations,
-      yaxis: { title: { text: "best val acc" }, gridcolor: "#eef0f3" },
-      showlegend: true, legend,
-    }), L.plotConfig);
+    const any = [...state.trials.values()].some((t) => t.epochs_done > 0);
+    L.plotOrSay("scatter-acc", any, emptyText(), () => {
+      Plotly.react("scatter-acc", acc.traces, L.baseLayout("Best validation accuracy", {
+        datarevision: state.revision, xaxis: lrAxis(), annotations: acc.annotations,
+        yaxis: { title: { text: "best val acc" }, gridcolor: "#eef0f3" },
+        showlegend: true, legend,
+      }), L.plotConfig);
+      openTrialOnClick("scatter-acc");
+    });
     const loss = scatter("final_val_loss", "final val loss");
-    Plotly.react("scatter-loss", loss.traces, L.baseLayout("Final validation loss", {
-      datarevision: state.revision, xaxis: lrAxis(), annotations: loss.annotations,
-      yaxis: L.logAxis("final val loss (log scale)",
-        [...state.trials.values()].map((t) => t.final_val_loss)),
-      showlegend: true, legend,
-    }), L.plotConfig);
+    L.plotOrSay("scatter-loss", any, emptyText(), () => {
+      Plotly.react("scatter-loss", loss.traces, L.baseLayout("Final validation loss", {
+        datarevision: state.revision, xaxis: lrAxis(), annotations: loss.annotations,
+        yaxis: L.logAxis("final val loss (log scale)",
+          [...state.trials.values()].map((t) => t.final_val_loss)),
+        showlegend: true, legend,
+      }), L.plotConfig);
+      openTrialOnClick("scatter-loss");
+    });
   }
 
   function renderLegend() {
@@ -173,8 +194,12 @@ window.lrsearch.searchCharts = (state, shownIds) => {
     }
   }
 
+  /** A click on a drawn chart's point or curve opens its trial (bound once per plot). */
   function openTrialOnClick(id) {
-    $(id).on("plotly_click", (event) => {
+    const node = $(id);
+    if (node.dataset.clickable || typeof node.on !== "function") return;
+    node.dataset.clickable = "1";
+    node.on("plotly_click", (event) => {
       const point = event.points && event.points[0];
       const trialId = point && (point.customdata ?? (point.data.meta && point.data.meta.trial));
       const trial = state.trials.get(trialId);

@@ -92,6 +92,8 @@
     state.healthyWithin = data.healthy_within;
     state.eta = data.eta_seconds;
     state.search = data.search;
+    state.errors = data.errors || [];
+    state.moreErrors = data.more_errors || 0;
     state.since = data.server_time;
   }
 
@@ -158,6 +160,13 @@
   async function pollOnce() {
     const since = state.since ? `&since=${encodeURIComponent(state.since)}` : "";
     const data = await L.fetchJSON(`${root.dataset.pollUrl}?after=${state.lastId}${since}`);
+    if (data.unchanged) { // no trial changed, no epoch: only the search's own row may have
+      state.since = data.server_time;
+      state.lastId = data.last_id;
+      Object.assign(state.search, data.search_row);
+      renderSummary();
+      return L.SEARCH_FINAL.has(state.search.status) ? null : 1000;
+    }
     applyRanking(data);
     data.trials.forEach(updateTrial);
     const grew = addEpochs(data.epochs);
@@ -228,11 +237,26 @@
     $("counts").textContent = Object.entries(s.counts)
       .map(([status, n]) => `${n} ${status}`)
       .join(" · ");
+    $("status-note").textContent = s.status_note === s.status ? "" : s.status_note;
+    L.renderStatusBar($("status-bar"), s);
+    renderErrors();
     $("cancel-form").hidden = final;
+    $("delete-form").hidden = !final;
     const button = $("cancel-button");
     button.disabled = s.cancel_requested;
     button.textContent = s.cancel_requested ? "Cancelling…" : "Cancel search";
     renderAnswers();
+  }
+
+  /** The failed trials' distinct errors, each with how many trials it hit. */
+  function renderErrors() {
+    const errors = state.errors || [];
+    $("error-summary").hidden = errors.length === 0;
+    $("error-list").replaceChildren(...errors.map((e) => L.el("li", {},
+      L.el("span", { className: "num error-count" }, `${e.trials} trial${e.trials === 1 ? "" : "s"}`),
+      " ", L.el("code", {}, e.message))));
+    $("error-more").hidden = !state.moreErrors;
+    $("error-more").textContent = `and ${state.moreErrors} other errors: each trial's is on its page`;
   }
 
   function etaText(s, final) {
@@ -276,6 +300,12 @@
     if (t.id === state.bestId) tags.push(L.el("span", { className: "tag best" }, "best"));
     if (t.id === state.healthyId) tags.push(L.el("span", { className: "tag healthy" }, "healthiest"));
     const classes = [t.id === state.bestId && "best", t.id === state.healthyId && "healthy"];
+    if (t.status === "queued" || (t.status === "running" && !t.cancel_requested)) {
+      tags.push(L.el("button", { type: "button", className: "link-button cancel-trial",
+        title: "cancel this trial", dataset: { cancel: t.id } }, "cancel"));
+    } else if (t.status === "running") {
+      tags.push(L.el("span", { className: "small muted" }, "cancelling…"));
+    }
     const status = L.el("td", { className: "status-cell" }, L.statusBadge(t.status), ...tags);
     if (t.error) status.title = t.error;
     const where = t.worker ? `trial ${t.index}, run by ${t.worker}` : `trial ${t.index}`;
@@ -324,7 +354,7 @@
   // ---- charts ---------------------------------------------------------------------------
 
   const charts = L.searchCharts(state, shownIds);
-  const { renderCurves, renderScatters, renderLegend, openTrialOnClick } = charts;
+  const { renderCurves, renderScatters, renderLegend } = charts;
 
   function renderCharts() {
     renderCurves();
@@ -409,10 +439,31 @@
     drawShownCurves();
   });
   $("cancel-form").addEventListener("submit", cancel);
+  $("delete-form").addEventListener("submit", (event) => {
+    const name = state.search.name || `search ${state.search.id}`;
+    if (!window.confirm(`Delete ${name}, its trials, epochs and logs? This cannot be undone.`)) {
+      event.preventDefault();
+    }
+  });
+  // A trial's cancel button in the ranking: that trial alone.
+  $("ranking").tBodies[0].addEventListener("click", async (event) => {
+    const button = event.target.closest("button[data-cancel]");
+    if (!button) return;
+    button.disabled = true;
+    try {
+      updateTrial(await L.fetchJSON(`/api/trials/${button.dataset.cancel}/cancel`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: "{}",
+      }));
+      renderTable();
+    } catch (error) {
+      button.disabled = false;
+      button.title = `not cancelled: ${error.message}`;
+    }
+    poller.now();
+  });
   setTopK(state.topK);
   renderLegend();
   renderCharts();
-  ["chart-acc", "chart-loss", "scatter-acc", "scatter-loss"].forEach(openTrialOnClick);
 
   let loaded = false;
   const poller = L.poll(async () => {

@@ -21,13 +21,23 @@
   function renderCharts(trial, epochs) {
     const [train, val] = ["#1f77b4", "#ff7f0e"]; // as in the matplotlib plot beside
     const xaxis = L.epochAxis(planned);
-    const legend = { orientation: "h", x: 1, xanchor: "right", y: 1.02, yanchor: "bottom" };
+    // Below the axis: at the top right, Plotly's toolbar covered it.
+    const legend = { orientation: "h", x: 0, xanchor: "left", y: -0.28, yanchor: "top" };
+    const margin = { l: 60, r: 16, t: 40, b: 78 };
+    const empty = L.TRIAL_FINAL.has(trial.status) ? "this trial ended with no epoch" : "no epochs yet";
+    if (!epochs.length) {
+      L.plotOrSay("chart-loss", false, empty);
+      L.plotOrSay("chart-acc", false, empty);
+      return;
+    }
+    L.plotOrSay("chart-loss", true, empty, () => {});
+    L.plotOrSay("chart-acc", true, empty, () => {});
     const title = (text) => `${text}, lr=${L.formatLr(trial.lr)}`;
     Plotly.react("chart-loss", [
       line(epochs, "loss", "train loss", train, "solid"),
       line(epochs, "val_loss", "val loss", val, "solid"),
     ], L.baseLayout(title("Loss"), {
-      xaxis, showlegend: true, legend,
+      xaxis, showlegend: true, legend, margin,
       yaxis: L.logAxis("loss (log scale)", epochs.flatMap((e) => [e.loss, e.val_loss])),
       datarevision: epochs.length,
     }), L.plotConfig);
@@ -35,7 +45,7 @@
       line(epochs, "acc_train", "train acc", train, "solid"),
       line(epochs, "acc_val", "val acc", val, "solid"),
     ], L.baseLayout(title("Accuracy"), {
-      xaxis, showlegend: true, legend,
+      xaxis, showlegend: true, legend, margin,
       yaxis: { title: { text: "accuracy" }, gridcolor: "#eef0f3" },
       datarevision: epochs.length,
     }), L.plotConfig);
@@ -52,6 +62,11 @@
     $("fact-loss").textContent = L.fixed(trial.min_val_loss);
     $("fact-attempt").textContent = trial.attempt;
     $("fact-time").textContent = `${(trial.seconds || 0).toFixed(1)} s`;
+    const cancelForm = $("cancel-trial-form");
+    if (cancelForm) {
+      cancelForm.hidden = L.TRIAL_FINAL.has(trial.status);
+      $("cancel-trial-button").disabled = trial.cancel_requested;
+    }
     $("trial-error").hidden = !trial.error;
     $("trial-error").classList.toggle("note", trial.status !== "failed");
     $("trial-error").textContent = trial.error || "";
