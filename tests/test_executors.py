@@ -52,7 +52,7 @@ def test_a_runner_reports_itself_and_every_page_says_so(app, client):
     search = create_search(db.session, SearchSpec(trials=2, epochs=2, workers=2, hidden=[8]))
     page = client.get("/").get_data(as_text=True)
     assert 'id="no-runner"' in page and "flask --app app lrsearch runner" in page
-    assert client.get("/api/runners").get_json() == {"runners": []}
+    assert client.get("/api/runners").get_json() == {"runners": [], "supervisor": None}
     with RunnerThread(app, workers=2) as thread:
         wait_for(lambda: db.session.get(Search, search.id).status == COMPLETED, 60)
         [shown] = client.get("/api/runners").get_json()["runners"]

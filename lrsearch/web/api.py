@@ -110,6 +110,14 @@ def list_searches() -> dict:
     return search_page(*listing_args())
 
 
+@bp.get("/health")
+def health() -> tuple[dict, int]:
+    """200 when the database answers and a runner reported within the stale limit, else
+    503: for a load balancer or a monitor."""
+    body, ok = summaries.health()
+    return body, 200 if ok else 503
+
+
 @bp.get("/runners")
 def list_runners() -> dict:
     """The runners alive (reported within the stale limit): executor, workers, problem."""

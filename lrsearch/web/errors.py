@@ -1,15 +1,19 @@
-"""One error handler: JSON for API clients, a page for people; 500s roll back."""
+"""One error handler: JSON for API clients, a page for people; 500s roll back; a database
+out of reach is a 503 with Retry-After."""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, render_template, request
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from lrsearch.extensions import db
 
 log = logging.getLogger(__name__)
+DATABASE_UNAVAILABLE = "database unavailable"
+RETRY_AFTER_SECONDS = 5
 
 
 class ApiError(Exception):
@@ -53,6 +57,18 @@ def init_app(app: Flask) -> None:
         if exc.code and exc.code >= 500:
             db.session.rollback()
         return error_response(exc.code or 500, exc.description or exc.name)
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        # A lost or refused connection (PostgreSQL down or restarting, SQLite's file out of
+        # reach): not the request's fault, and gone in a while. Never the generic 500.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, exc.orig)
+        try:
+            db.session.rollback()
+        except SQLAlchemyError:
+            pass
+        response = error_response(503, DATABASE_UNAVAILABLE)
+        return (*response, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
     @app.errorhandler(Exception)
     def unexpected_error(exc: Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app, url_for
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from lrsearch.extensions import db
@@ -13,6 +14,7 @@ from lrsearch.search import range_suggestion, ranking
 from lrsearch.store import reads
 from lrsearch.store.runners import live_runners
 from lrsearch.store.trial_errors import error_summary
+from lrsearch.supervision import read_state
 from lrsearch.web import serialize
 
 
@@ -48,8 +50,31 @@ def runners_shown() -> dict[str, object]:
     """The runners that reported within the stale limit, for every page's footer and the
     API (None where the database cannot say: an error page must still render)."""
     since = utcnow() - timedelta(seconds=current_app.config["STALE_AFTER_SECONDS"])
+    supervisor = read_state(current_app.config["DATA_DIR"])
     try:
-        return {"runners": [serialize.runner(r) for r in live_runners(db.session, since)]}
+        runners = [serialize.runner(r) for r in live_runners(db.session, since)]
     except SQLAlchemyError:
         db.session.rollback()
-        return {"runners": None}
+        return {"runners": None, "supervisor": supervisor}
+    return {"runners": runners, "supervisor": supervisor}
+
+
+def health() -> tuple[dict[str, object], bool]:
+    """The database's and the runners' health, and whether all is well (see /api/health)."""
+    try:
+        db.session.execute(select(1))
+        database = "ok"
+    except SQLAlchemyError:
+        db.session.rollback()
+        database = "unavailable"
+    shown = runners_shown() if database == "ok" else {"runners": [], "supervisor": None}
+    supervisor = shown["supervisor"] or read_state(current_app.config["DATA_DIR"])
+    if shown["runners"]:
+        runner = "running"
+    elif supervisor and supervisor.get("state") == "restarting":
+        runner = f"restarting: {supervisor.get('last_error')}"
+    else:
+        runner = "not running"
+    body = {"database": database, "runner": runner, "runners": shown["runners"],
+            "supervisor": supervisor}  # fmt: skip
+    return body, database == "ok" and runner == "running"

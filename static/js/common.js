@@ -143,7 +143,11 @@ window.lrsearch = (() => {
         if (notice) notice.hidden = true;
       } catch (error) {
         failures += 1;
-        if (notice) notice.hidden = false;
+        if (notice) {
+          notice.hidden = false;
+          notice.textContent = String(error.message).includes("database unavailable")
+            ? "database unavailable, retrying…" : "connection lost, retrying…";
+        }
         delay = Math.min(1000 * 2 ** failures, 15000);
       } finally {
         running = false;
