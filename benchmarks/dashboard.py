@@ -6,12 +6,13 @@ Usage: python benchmarks/dashboard.py [--sizes 200 1000 5000] [--no-browser] [--
 Fills a fresh database with finished searches of N trials x 30 epochs (with log folders:
 log.txt and a plot in each), then measures, per size: the search JSON the page loads
 (/api/searches/<id>, cold = first request of a new process, and warm), the columnar epochs
-JSON of every trial (/epochs?after=0, what the page fetches when asked to draw all) and of
-the curves the page draws first (the best ten of a search over 20 trials), an incremental
-poll with nothing new, the archive download, the time until the search page has drawn
-its charts in headless Chromium, and, with the search made to run (its trials' last epochs
-landing, 20 trials a second), the share of time the page's main thread is busy in long
-tasks as it polls and redraws.
+JSON of every trial (/epochs?after=0, what the page fetches when asked to draw all: its
+first 200,000 epochs where there are more) and of the curves the page draws first (the
+best ten of a search over 20 trials), an incremental poll with nothing new (after the
+newest epoch, as the page polls once it has read them all), the archive download, the
+time until the search page has drawn its charts in headless Chromium, and, with the
+search made to run (its trials' last epochs landing, 20 trials a second), the share of
+time the page's main thread is busy in long tasks as it polls and redraws.
 
 With --searches N (0 to skip), a second database holds N searches of 4 trials each: the
 searches list's first page as JSON (/api/searches, cold and warm), a filtered page, and
@@ -113,6 +114,9 @@ warm, _, r = timed(f"/api/searches/{{sid}}")
 server_time = r.get_json()["server_time"]
 epochs, epochs_size, r = timed(f"/api/searches/{{sid}}/epochs?after=0")
 last = r.get_json()["last_id"]
+while not r.get_json()["complete"]:  # as the page does: on until the newest, then polls
+    r = client.get(f"/api/searches/{{sid}}/epochs?after={{last}}")
+    last = r.get_json()["last_id"]
 from lrsearch.extensions import db
 from lrsearch.models import Search
 from lrsearch.web.pages import first_curves

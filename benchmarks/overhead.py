@@ -1,7 +1,7 @@
 """The share of a search's wall time not spent training: database, logs, plots, scheduling.
 
 Usage: python benchmarks/overhead.py [--quick] [--workers N] [--trials N] [--epochs N]
-                                     [--cli-runs N]
+                                     [--cli-runs N] [--checkpoints-only]
 
 overhead = 1 - (seconds the trainer reported for its epochs) / (wall seconds x workers),
 the wall time running from the search's creation to the end of its last trial; "w/o the
@@ -23,6 +23,9 @@ share with the fork server, which it was forked from.
 Last, the digits search through the command line, end to end as a user sees it: a new
 process (its imports, the fork server's start, the search, then the left-over plots), on a
 new data folder each run; the seconds until the ranking was printed and until it exited.
+Then a checkpoint's cost next to an mnist-shaped epoch (60000x784, 784-256-128-10, batch
+64, one thread): the trainer's state as bytes and its write to the database (SQLite in a
+fresh data folder, and PostgreSQL on 127.0.0.1 where it answers), median of 5.
 """
 
 from __future__ import annotations
@@ -97,6 +100,110 @@ def own_memory(slots: ProcessSlots) -> float | None:
     return statistics.median(sizes) if sizes else None
 
 
+def checkpoint_cost(rounds: int = 5) -> None:
+    """A checkpoint's seconds (state to bytes, the database write) next to an epoch's."""
+    from sqlalchemy import create_engine
+    from threadpoolctl import threadpool_limits
+
+    from lrsearch.store.checkpoints import save_checkpoint
+    from lrsearch.training import Hyperparameters, Trainer, load_dataset
+
+    with tempfile.TemporaryDirectory(prefix="lrsearch-ckpt-") as folder, threadpool_limits(1):
+        data = load_dataset("synthetic:60000x784x10", folder, seed=0)
+        trainer = Trainer(data, Hyperparameters([784, 256, 128, 10], epochs=1), 1e-3)
+        epoch = statistics.median(_seconds(trainer.train_epoch) for _ in range(3))
+        state = statistics.median(
+            _seconds(lambda: trainer.state(1).to_bytes()) for _ in range(rounds)
+        )
+        blob = trainer.state(1).to_bytes()
+        urls = {"SQLite": None, "PostgreSQL": os.environ.get(
+            "LRSEARCH_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")}  # fmt: skip
+        print(f"\ncheckpoints: mnist-shaped epoch {epoch:.3f} s; state to bytes {state * 1000:.1f} "
+              f"ms ({len(blob) / 2**20:.1f} MiB)")  # fmt: skip
+        for name, server in urls.items():
+            with bench_app(**({} if server is None else {})) as app:
+                url = app.config["DATABASE_URL"] if server is None else _fresh_postgres(server)
+                if url is None:
+                    print(f"{name}: not reachable, skipped")
+                    continue
+                if server is not None:
+                    _migrate(app, url)
+                engine = create_engine(url)
+                with engine.connect() as connection:
+                    trial = _a_trial(connection)
+                    write = statistics.median(
+                        _seconds(lambda c=connection, t=trial: save_checkpoint(c, t, 1, 1, blob))
+                        for _ in range(rounds)
+                    )
+                engine.dispose()
+                if server is not None:
+                    _drop_postgres(server, url)
+                total = state + write
+                print(f"{name}: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
+                      f"{total / epoch:.2%} of the epoch")  # fmt: skip
+
+
+def _seconds(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def _a_trial(connection) -> int:
+    """A running trial to keep checkpoints for."""
+    from sqlalchemy.orm import Session
+
+    from lrsearch.models import Search, Trial
+    from lrsearch.settings import SearchSpec
+
+    with Session(bind=connection) as session:
+        search = Search.from_spec(SearchSpec(trials=1, epochs=1), status="running")
+        search.trials = [Trial(index=0, lr=1e-3, seed=0, status="running", attempt=1)]
+        session.add(search)
+        session.commit()
+        return search.trials[0].id
+
+
+def _fresh_postgres(server: str) -> str | None:
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    name = f"lrsearch_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError:
+        return None
+    finally:
+        admin.dispose()
+    return f"{server}/{name}"
+
+
+def _drop_postgres(server: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def _migrate(app, url: str) -> None:
+    from flask_migrate import upgrade
+
+    from lrsearch import create_app
+
+    other = create_app({"DATA_DIR": app.config["DATA_DIR"], "SECRET_KEY": "b", "DATABASE_URL": url})
+    with other.app_context():
+        upgrade(directory=other.config["MIGRATIONS_DIR"])
+        from lrsearch.extensions import db
+
+        db.engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -104,7 +211,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, help="trials of the mnist-shaped search (8)")
     parser.add_argument("--epochs", type=int, help="epochs of each mnist-shaped trial (5)")
     parser.add_argument("--cli-runs", type=int, default=3, help="command-line runs (3)")
+    parser.add_argument("--checkpoints-only", action="store_true", help="only their cost")
     args = parser.parse_args()
+    if args.checkpoints_only:
+        print(f"# overhead on {machine()}")
+        checkpoint_cost()
+        return
     if args.quick:
         WORKLOADS["mnist-shaped"].update(trials=2, epochs=2)
     if args.trials:
@@ -141,6 +253,7 @@ def main() -> None:
         for run in range(1, args.cli_runs + 1):
             ranked, exited, plots = command_line(digits, args.workers, seed=run)
             print(f"{run:>3} {ranked:>17.2f} {exited:>8.2f} {plots:>5}")
+    checkpoint_cost()
 
 
 def command_line(settings: dict, workers: int, seed: int) -> tuple[float, float, int]:

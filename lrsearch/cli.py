@@ -69,6 +69,7 @@ def runner_settings(app: Flask) -> RunnerSettings:
         max_attempts=int(c["MAX_ATTEMPTS"]),
         max_interruptions=int(c["MAX_INTERRUPTIONS"]),
         dataset_options=catalog.runner_options(c),
+        checkpoint_seconds=float(c["CHECKPOINT_SECONDS"]),
     )
 
 
@@ -346,11 +347,12 @@ def runner_command(dask_scheduler: str | None = None) -> None:
 def init_app(app: Flask) -> None:
     """Register the commands."""
     from lrsearch.datasets_cli import datasets_group
-    from lrsearch.manage_cli import cancel_command, delete_command
+    from lrsearch.manage_cli import cancel_command, delete_command, export_model_command
     from lrsearch.range_test_cli import range_test_command
 
     group.add_command(datasets_group)
     group.add_command(range_test_command)
     group.add_command(cancel_command)
     group.add_command(delete_command)
+    group.add_command(export_model_command)
     app.cli.add_command(group)

@@ -1,11 +1,14 @@
-"""`flask --app app lrsearch cancel|delete`: the everyday actions of the dashboard's buttons."""
+"""`flask --app app lrsearch cancel|delete|export-model`: the dashboard's buttons, on the
+command line."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 from flask import current_app
 
-from lrsearch import artifacts, store
+from lrsearch import artifacts, export, store
 from lrsearch.cli import OneLineCommand, ensure_schema, fail_usage
 from lrsearch.extensions import db
 from lrsearch.models import Search, Trial
@@ -53,3 +56,23 @@ def delete_command(search_id: int) -> None:
         fail_usage(str(exc))
     artifacts.remove_search_folder(current_app.config["DATA_DIR"], search_id)
     click.echo(f"search {search_id} deleted")
+
+
+@click.command("export-model", cls=OneLineCommand)
+@click.argument("trial_id", type=int)
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+def export_model_command(trial_id: int, file: str) -> None:
+    """Write a completed trial's model (NPZ: layers, weights, biases, input transform)."""
+    ensure_schema()
+    trial = db.session.get(Trial, trial_id) if 0 <= trial_id <= MAX_INTEGER else None
+    if trial is None:
+        fail_usage(f"no trial {trial_id}")
+    try:
+        data = export.model_npz(db.session, trial, current_app.config["DATA_DIR"])
+    except export.NoModel as exc:
+        fail_usage(str(exc))
+    try:
+        Path(file).write_bytes(data)
+    except OSError as exc:
+        fail_usage(f"cannot write {file}: {exc.strerror or exc}")
+    click.echo(f"trial {trial_id}: model written to {file} ({len(data)} bytes)")

@@ -13,6 +13,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -184,6 +185,19 @@ class Epoch(db.Model):
     val_loss: Mapped[float] = mapped_column(Float)
     acc_val: Mapped[float] = mapped_column(Float)
     seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Checkpoint(db.Model):
+    """A trial's latest checkpoint (training.checkpoint): where a re-run attempt resumes, and
+    a completed trial's final weights."""
+
+    trial_id: Mapped[int] = mapped_column(
+        ForeignKey("trial.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempt: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 

@@ -160,6 +160,22 @@ def load(name: str, data_dir: str | os.PathLike, seed: int = 0) -> Dataset:
     return _load_stored(name, str(Path(data_dir).resolve()), int(seed), meta["sha256"])
 
 
+def input_transform(name: str, data_dir: str | os.PathLike, seed: int = 0) -> tuple:
+    """(mean, scale) that a trial's inputs went through, x_seen = (x - mean) / scale, per
+    feature: digits' pixels / 16, synthetic as generated, a stored data set standardised by
+    its training part (split by `seed` unless a validation part was given)."""
+    if is_built_in(name):
+        features = load_dataset(name, datasets_root(data_dir), seed=seed).n_features
+        scale = 16.0 if parse_dataset(name)[0] == "digits" else 1.0
+        return np.zeros(features, np.float32), np.full(features, scale, np.float32)
+    folder = arrays_folder(data_dir, name)
+    x = np.load(folder / "x.npy", mmap_mode="r")
+    if (folder / "x_val.npy").is_file():
+        return standardisation(x)
+    train, _ = stratified_split(np.load(folder / "y.npy"), VAL_FRACTION, seed)
+    return standardisation(x[train])
+
+
 def clear_cache() -> None:
     """Forget the stored data sets this process has mapped."""
     _load_stored.cache_clear()

@@ -56,7 +56,12 @@ def one_thread() -> None:
 
 
 def run_trial_on_worker(
-    trial_id: int, attempt: int, database_url: str, claimed_by: str, runner_version: str
+    trial_id: int,
+    attempt: int,
+    database_url: str,
+    claimed_by: str,
+    runner_version: str,
+    checkpoint_seconds: float = 0.0,
 ) -> str:
     """Run a claimed trial here; its final status."""
     if lrsearch.__version__ != runner_version:
@@ -69,7 +74,8 @@ def run_trial_on_worker(
         name, sha256 = stored_dataset_of_trial(connection, trial_id)
     if sha256 is not None and cache.stored_sha256(data_dir, name) != sha256:
         receive_dataset(data_dir, name, sha256)
-    return run_trial(trial_id, attempt, database_url, data_dir, claimed_by, files=False)
+    return run_trial(trial_id, attempt, database_url, data_dir, claimed_by, False,
+                     checkpoint_seconds)  # fmt: skip
 
 
 def receive_dataset(data_dir: str, name: str, sha256: str) -> None:

@@ -29,8 +29,10 @@ from lrsearch.store import (
     retry_transaction,
     write_epoch,
 )
+from lrsearch.store.checkpoints import carry_epochs, latest_checkpoint, save_checkpoint
 from lrsearch.store.range_points import record_range_test
-from lrsearch.training import EpochMetrics, range_test, train
+from lrsearch.training import EpochMetrics, Trainer, range_test, train
+from lrsearch.training.checkpoint import TrainerState
 
 
 @cache
@@ -59,6 +61,7 @@ def run_trial(
     data_dir: str,
     claimed_by: str | None = None,
     files: bool = True,
+    checkpoint_seconds: float = 0.0,
 ) -> str:
     """Train one trial in this worker process; return its final status.
 
@@ -66,6 +69,9 @@ def run_trial(
     and its end (see store.attempts). claimed_by: the runner that claimed it (see
     begin_attempt). files=False: the trial's log.txt and plot are left to the runner's side
     (a Dask worker shares no disk with it); they are written from the database.
+    A checkpoint is saved after an epoch when `checkpoint_seconds` have passed since the
+    last (0: every epoch), and after the last; an attempt after another resumes from the
+    trial's latest, its earlier epochs carried over to it.
     """
     with worker_engine(database_url).connect() as connection:
         trial, search = begin_attempt(connection, trial_id, attempt, worker_name(), claimed_by)
@@ -82,6 +88,18 @@ def run_trial(
         history: list[dict[str, float]] = []
         stop_reason: list[str] = []
         schedule = {name: getattr(spec, name) for name in SCHEDULE}
+        resume = _resumed(connection, trial_id, attempt, spec.epochs, history)
+        for e in history:  # the carried epochs begin the new attempt's log too
+            log_file.write(artifacts.log_line(e["epoch"], e["epochs"], e["loss"], e["acc_train"],
+                                              e["val_loss"], e["acc_val"]) + "\n")  # fmt: skip
+        last_saved = [time.monotonic()]
+
+        def on_state(trainer: Trainer, epoch: int) -> None:
+            now = time.monotonic()
+            if epoch == spec.epochs or now - last_saved[0] >= checkpoint_seconds:
+                data = trainer.state(epoch).to_bytes()
+                save_checkpoint(connection, trial_id, attempt, epoch, data)
+                last_saved[0] = now
 
         def on_epoch(metrics: EpochMetrics) -> bool:
             history.append(dict(vars(metrics)))  # not asdict: its deep copy is slower
@@ -103,7 +121,8 @@ def run_trial(
 
         cpu_started = time.process_time()
         try:
-            result = train(data, spec.training(), trial.lr, seed=trial.seed, on_epoch=on_epoch)
+            result = train(data, spec.training(), trial.lr, seed=trial.seed, on_epoch=on_epoch,
+                           resume=resume, on_state=on_state)  # fmt: skip
         finally:
             _writing(log_path, log_file.close)
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
@@ -122,6 +141,19 @@ def run_trial(
         pending = files and bool(history) and not inline_plot  # else drawn when first needed
         finish_trial(connection, trial_id, attempt, status, result.message or None, pending)
     return status
+
+
+def _resumed(connection, trial_id: int, attempt: int, epochs: int, history: list) -> object:
+    """The trainer state an attempt resumes from (None: from scratch), its earlier epochs
+    carried over to this attempt and put in `history`."""
+    stored = latest_checkpoint(connection, trial_id)
+    if stored is None or stored.attempt == attempt or not 0 < stored.epoch < epochs:
+        return None
+    carried = carry_epochs(connection, trial_id, stored.attempt, attempt, stored.epoch)
+    if [e["epoch"] for e in carried] != list(range(1, stored.epoch + 1)):
+        return None  # an epoch is missing: start over
+    history.extend({**e, "epochs": epochs} for e in carried)
+    return TrainerState.from_bytes(stored.data)
 
 
 def _run_range_test(connection, trial: Trial, spec, data, folder: Path | None) -> str:

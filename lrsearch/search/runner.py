@@ -43,6 +43,7 @@ class RunnerSettings:
     max_interruptions: int = 10
     poll_seconds: float = 0.2
     dataset_options: dict = field(default_factory=dict)  # see datasets.jobs.prepare_dataset
+    checkpoint_seconds: float = 10.0  # a trial's checkpoint at most this often (0: each epoch)
 
 
 class Runner:
@@ -162,10 +163,12 @@ class Runner:
                 datasets.stored_datasets_of_trials(self.session, [t for t, _ in claimed])
             )
         for trial_id, attempt in claimed:
+            every = self.settings.checkpoint_seconds
             if self.remote:
-                args = (run_trial_on_worker, trial_id, attempt, url, self.name, __version__)
+                args = (run_trial_on_worker, trial_id, attempt, url, self.name, __version__, every)
             else:
-                args = (run_trial, trial_id, attempt, url, self.settings.data_dir, self.name)
+                args = (run_trial, trial_id, attempt, url, self.settings.data_dir, self.name, True,
+                        every)  # fmt: skip
             self.futures[self.slots.submit(*args)] = (trial_id, attempt)
         if not claimed and self.local.capacity:
             self.draw_pending_plots()

@@ -17,6 +17,7 @@ import numpy as np
 
 from lrsearch.training import kernels
 from lrsearch.training.adam import Adam
+from lrsearch.training.checkpoint import TrainerState
 from lrsearch.training.datasets import Dataset
 from lrsearch.training.fpu import subnormals_flushed
 from lrsearch.training.mlp import DEFAULT_CHUNK, MLP, check_layers
@@ -138,6 +139,27 @@ class Trainer:
             reason = f"loss became {loss}"
         return EpochFit(loss, math.nan, diverged_at=batch, reason=reason)
 
+    def state(self, epoch: int) -> TrainerState:
+        """A copy of everything training has changed, after `epoch` epochs."""
+        return TrainerState(
+            epoch=epoch, params=self.net.params.copy(), m=self.optimizer.m.copy(),
+            v=self.optimizer.v.copy(), steps=self.optimizer.steps, order=self._order.copy(),
+            rng_state=self._shuffle_rng.bit_generator.state, first_loss=self._first_loss,
+            loss_limit=self._loss_limit,
+        )  # fmt: skip
+
+    def restore(self, state: TrainerState) -> None:
+        """Go on from `state` (of a trainer of the same network, data and seed)."""
+        if state.params.shape != self.net.params.shape or state.order.shape != self._order.shape:
+            raise ValueError("the checkpoint is of another network or data set")
+        self.net.params[...] = state.params
+        self.optimizer.m[...] = state.m
+        self.optimizer.v[...] = state.v
+        self.optimizer.steps = state.steps
+        self._order[...] = state.order
+        self._shuffle_rng.bit_generator.state = state.rng_state
+        self._first_loss, self._loss_limit = state.first_loss, state.loss_limit
+
     def evaluate(self) -> tuple[float, float]:
         """Validation loss and accuracy of the current parameters."""
         with np.errstate(all="ignore"), subnormals_flushed():
@@ -151,14 +173,25 @@ def train(
     *,
     seed: int = 0,
     on_epoch: Callable[[EpochMetrics], bool | None] | None = None,
+    resume: TrainerState | None = None,
+    on_state: Callable[[Trainer, int], None] | None = None,
 ) -> TrainResult:
-    """Train an MLP; on_epoch runs after each epoch, and returning True stops it ("stopped")."""
+    """Train an MLP; on_epoch runs after each epoch, and returning True stops it ("stopped").
+
+    resume: go on after that checkpoint's epoch, exactly as the run that saved it would
+    have (its history then holds the later epochs only). on_state(trainer, epoch) runs after
+    each epoch that goes on, to save a checkpoint (Trainer.state).
+    """
     epochs = hyper.epochs
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     trainer = Trainer(data, hyper, lr, seed=seed)
+    first = 1
+    if resume is not None:
+        trainer.restore(resume)
+        first = resume.epoch + 1
     history: list[EpochMetrics] = []
-    for epoch in range(1, epochs + 1):
+    for epoch in range(first, epochs + 1):
         started = time.perf_counter()
         fit = trainer.train_epoch()
         if fit.diverged_at is not None:
@@ -175,6 +208,8 @@ def train(
         history.append(metrics)
         if on_epoch is not None and on_epoch(metrics):
             return TrainResult("stopped", history)
+        if on_state is not None:
+            on_state(trainer, epoch)
     return TrainResult("completed", history)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flask import Blueprint, Response, abort, current_app, send_file, stream_with_context
 
-from lrsearch import artifacts
+from lrsearch import artifacts, export
 from lrsearch.execution import plots
 from lrsearch.extensions import db
 from lrsearch.models import TRIAL_FINAL, Search, Trial
@@ -85,10 +85,31 @@ def search_archive(search_id: int) -> Response:
         rows = reads.epoch_rows(db.session, Trial.search_id == search_id)
         yield f"{prefix}/epochs.csv", artifacts.epochs_csv(rows, CSV_HEADER)
         # The view's session is gone once streaming starts: load the trials anew.
-        for trial in reads.trials_of(db.session, search_id):
+        trials = reads.trials_of(db.session, search_id)
+        for trial in trials:
             yield from _trial_entries(trial, prefix + "/")
+        best = next((t for t in trials if t.id == detail["best_trial_id"]), None)
+        if best is not None:
+            try:  # the answer's model, beside the logs
+                model = export.model_npz(db.session, best, current_app.config["DATA_DIR"])
+                yield f"{prefix}/best-model.npz", model
+            except export.NoModel:
+                pass
 
     return zip_response(entries(), f"{prefix}.zip")
+
+
+@bp.get("/trials/<int:trial_id>/model.npz")
+def trial_model(trial_id: int) -> Response:
+    """A completed trial's model: layer sizes, weights, biases, input transform, settings."""
+    trial = db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    try:
+        data = export.model_npz(db.session, trial, current_app.config["DATA_DIR"])
+    except export.NoModel as exc:
+        abort(404, description=str(exc))
+    name = f"model-search-{trial.search_id}-trial-{trial.index}.npz"
+    return Response(data, mimetype="application/octet-stream",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
 
 
 @bp.get("/trials/<int:trial_id>/archive.zip")
