@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lrsearch import __version__, store
@@ -25,6 +26,7 @@ from lrsearch.execution.slots import ExecutorSlots, Interrupted, Slots
 from lrsearch.execution.worker import draw_plots, run_trial, worker_name
 from lrsearch.models import Trial
 from lrsearch.store import datasets, runners
+from lrsearch.store.transactions import OUTAGE_SECONDS, is_gone
 
 log = logging.getLogger(__name__)
 _RUNNERS = itertools.count(1)
@@ -83,30 +85,48 @@ class Runner:
         trials left for later are drawn too (by the idle workers, side by side); on_end is
         called once in between, when every trial has ended.
         """
-        self.recover()
-        self.report()
-        last_beat = time.monotonic()
+        last_beat, outage = 0.0, None  # a heartbeat (and recovery) first
         try:
             while not self.stopping.is_set():
-                self.claim()
-                if until_done and not self.futures and self.search_finished():
-                    if on_end is not None:
-                        on_end()
-                        on_end = None
-                    if not self.chores:
-                        break
-                for future in self.wait_for_work():
-                    self.reap(future)
-                if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
-                    store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
-                    datasets.touch_dataset_heartbeats(self.session, list(self.jobs.values()))
-                    self.recover()
-                    self.report()
-                    last_beat = time.monotonic()
-                if on_tick:
-                    on_tick()
+                try:
+                    if time.monotonic() - last_beat >= self.settings.heartbeat_seconds:
+                        self.beat()
+                        last_beat = time.monotonic()
+                    self.claim()
+                    if until_done and not self.futures and self.search_finished():
+                        if on_end is not None:
+                            on_end()
+                            on_end = None
+                        if not self.chores:
+                            break
+                    for future in self.wait_for_work():
+                        self.reap(future)
+                    if on_tick:
+                        on_tick()
+                    outage = None
+                except (OperationalError, InterfaceError) as exc:
+                    # The database lost (see transactions.OUTAGE_SECONDS): the workers wait
+                    # it out too; queued trials stay queued, running ones run on.
+                    if not is_gone(exc):
+                        raise
+                    outage = outage or time.monotonic()
+                    if time.monotonic() - outage >= OUTAGE_SECONDS:
+                        raise
+                    log.warning("database unavailable (%s); the runner waits", exc.orig)
+                    try:
+                        self.session.rollback()
+                    except (OperationalError, InterfaceError):
+                        pass  # the connection went with the database
+                    self.stopping.wait(1.0)
         finally:
             self.close()
+
+    def beat(self) -> None:
+        """The runner's heartbeat: its trials' and jobs', recovery, and its report."""
+        store.touch_heartbeats(self.session, [t for t, _ in self.futures.values()])
+        datasets.touch_dataset_heartbeats(self.session, list(self.jobs.values()))
+        self.recover()
+        self.report()
 
     def wait_for_work(self) -> set[Future]:
         """Sleep until a future finishes or a poll interval passes (no busy loop when idle)."""

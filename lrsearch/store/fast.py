@@ -83,7 +83,10 @@ def run_in_transaction(connection: Connection, steps) -> Any:
         driver.commit()
         return result
     except dbapi.Error as exc:
-        driver.rollback()
+        try:
+            driver.rollback()
+        except dbapi.Error:  # the connection is gone: the error below says why
+            pass
         raise DBAPIError.instance(
             sql, parameters, exc, dbapi.Error, dialect=connection.dialect
         ) from exc

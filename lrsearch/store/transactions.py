@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lrsearch.store.fast import run_in_transaction
@@ -22,22 +23,71 @@ T = TypeVar("T")
 FIRST_LOCK_WAIT, LONGEST_LOCK_WAIT, LOCK_WAIT_SECONDS = 50e-6, 5e-3, 5.0
 
 
+# How long the runner and its workers wait out a database they lost (PostgreSQL stopped or
+# restarting, a reset socket, SQLite's file out of reach) before they give up; meanwhile
+# they retry with a pause from 0.5 s doubling to 5 s. Set in their environment.
+OUTAGE_SECONDS = float(os.environ.get("LRSEARCH_DB_OUTAGE_SECONDS", "300"))
+_GONE = ("server closed the connection", "terminating connection", "connection refused",
+         "could not connect", "connection to server", "shutting down", "starting up",
+         "the database system is", "unable to open database file", "disk i/o error",
+         "connection reset", "broken pipe", "ssl syscall", "consuming input failed",
+         "connection is closed", "connection is lost", "no connection to the server")  # fmt: skip
+
+
 def retry_transaction(
     session: Session | Connection, work: Callable[[Session | Connection], T], attempts: int = 8
 ) -> T:
-    """Run `work` and commit; on a locked or busy database roll back, wait, try again.
+    """Run `work` and commit; on a locked or busy database roll back, wait, try again; on a
+    lost database, wait it out for up to OUTAGE_SECONDS (a new connection each try).
 
     Each attempt first waits out a SQLite lock in short steps (see `_waiting_for_the_lock`).
     """
-    for attempt in range(1, attempts + 1):
+    attempt, outage = 0, None
+    while True:
+        attempt += 1
         try:
-            return _waiting_for_the_lock(session, work)
-        except OperationalError as exc:
-            if attempt == attempts or not _is_transient(exc):
+            result = _waiting_for_the_lock(session, work)
+            if outage is not None:
+                log.warning("database back after %.1f s", time.monotonic() - outage)
+            return result
+        except (OperationalError, InterfaceError) as exc:
+            if is_gone(exc):
+                outage = outage if outage is not None else time.monotonic()
+                waited = time.monotonic() - outage
+                if waited >= OUTAGE_SECONDS:
+                    raise
+                if attempt == 1 or waited == 0:
+                    log.warning("database unavailable (%s); retrying for up to %g s",
+                                str(exc.orig).strip().splitlines()[0], OUTAGE_SECONDS)  # fmt: skip
+                _forget_connection(session)
+                time.sleep(min(0.5 * 2 ** min(attempt - 1, 4), 5.0))
+                continue
+            if attempt >= attempts or not _is_transient(exc):
                 raise
             log.warning("database busy (%s), retry %d", exc.orig, attempt)
             time.sleep(min(0.05 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")
+
+
+def is_gone(exc: Exception) -> bool:
+    """Whether an error says the database is out of reach (not what the statement did)."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(words in text for words in _GONE)
+
+
+def _forget_connection(session: Session | Connection) -> None:
+    """Drop a lost connection so that the next try opens a new one."""
+    try:
+        if isinstance(session, Connection):
+            if not session.invalidated:
+                session.invalidate()
+            session.rollback()
+        else:
+            session.rollback()
+            session.get_bind().dispose()  # the pool's other connections are as dead
+    except Exception as exc:  # the connection is gone anyway
+        log.debug("dropping a lost connection: %s", exc)
 
 
 def _waiting_for_the_lock(session: Session | Connection, work: Callable) -> T:

@@ -1,0 +1,107 @@
+"""A database outage under a running search (issue 22): a throwaway PostgreSQL cluster,
+started by the test itself, stopped for 10 s and started again; the search's trials wait
+it out and end `completed` on their first attempt, every epoch once, while the API answers
+503 JSON."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from lrsearch import create_app
+from lrsearch.extensions import db
+from lrsearch.models import COMPLETED, Epoch, Search
+from lrsearch.search.sampler import create_search
+from lrsearch.settings import SearchSpec
+from lrsearch.testing import free_port
+from tests.faults import RunnerThread, trials, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+
+
+class Cluster:
+    """A PostgreSQL cluster of the test's own (initdb as the postgres user, on a free port),
+    so the machine's cluster is left alone."""
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="lrsearch-pg-"))
+        shutil.chown(self.folder, "postgres")
+        self.data, self.port = self.folder / "data", free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        self.postgres(["initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres",
+                       "--no-sync"])  # fmt: skip
+
+    def postgres(self, command: list[str]) -> None:
+        program = str(Path(BIN[-1]) / command[0])
+        subprocess.run(["runuser", "-u", "postgres", "--", program, *command[1:]], check=True,
+                       capture_output=True, cwd=self.folder)  # fmt: skip
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self.postgres(["pg_ctl", "-D", str(self.data), "-o", options, "-l",
+                       str(self.folder / "log"), "-w", "start"])  # fmt: skip
+
+    def stop(self, mode: str = "fast") -> None:
+        self.postgres(["pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop"])
+
+    def remove(self) -> None:
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass  # stopped already
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    if os.geteuid() != 0 or not BIN or not shutil.which("runuser"):
+        pytest.skip("needs root, runuser and the PostgreSQL server's programs")
+    made = Cluster()
+    made.start()
+    yield made
+    made.remove()
+
+
+def test_postgresql_stopped_for_10_s_under_a_search_costs_no_attempt(cluster, tmp_path):
+    from flask_migrate import upgrade
+
+    config = {"DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "DATABASE_URL": cluster.url,
+              "HEARTBEAT_SECONDS": 0.5, "STALE_AFTER_SECONDS": 3.0}  # fmt: skip
+    app = create_app(config)
+    with app.app_context():
+        upgrade(directory=app.config["MIGRATIONS_DIR"])
+        spec = SearchSpec(dataset="synthetic:20000x64x10", hidden=[256, 256], trials=2,
+                          epochs=16, workers=2, seed=5)  # fmt: skip
+        search_id = create_search(db.session, spec).id
+        client = app.test_client()
+        with RunnerThread(app, workers=2, search_id=search_id):
+            wait_for(lambda: all(t.epochs_done >= 2 for t in trials(search_id)), 120)
+            db.session.remove()
+            cluster.stop()
+            stopped = time.monotonic()
+            answer = client.get("/api/searches")
+            assert answer.status_code == 503
+            assert answer.get_json() == {"reason": "database unavailable"}
+            assert answer.headers["Retry-After"]
+            time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
+            cluster.start()
+            wait_for(lambda: db.session.get(Search, search_id).status == COMPLETED, 180)
+        for trial in trials(search_id):
+            assert (trial.status, trial.attempt, trial.crashes, trial.interruptions) == (
+                COMPLETED, 1, 0, 0)  # fmt: skip
+            epochs = db.session.scalars(
+                select(Epoch.epoch).where(Epoch.trial_id == trial.id).order_by(Epoch.epoch)
+            ).all()
+            assert epochs == list(range(1, 17))
+        assert db.session.scalar(select(func.count()).select_from(Epoch)) == 32
+        db.session.remove()
+        db.engine.dispose()
