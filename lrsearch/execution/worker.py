@@ -97,8 +97,8 @@ def run_trial(
         def on_state(trainer: Trainer, epoch: int) -> None:
             now = time.monotonic()
             if epoch == spec.epochs or now - last_saved[0] >= checkpoint_seconds:
-                data = trainer.state(epoch).to_bytes()
-                save_checkpoint(connection, trial_id, attempt, epoch, data)
+                saved = trainer.state(epoch).to_bytes()
+                save_checkpoint(connection, trial_id, attempt, epoch, saved)
                 last_saved[0] = now
 
         def on_epoch(metrics: EpochMetrics) -> bool:
@@ -143,7 +143,9 @@ def run_trial(
     return status
 
 
-def _resumed(connection, trial_id: int, attempt: int, epochs: int, history: list) -> object:
+def _resumed(
+    connection, trial_id: int, attempt: int, epochs: int, history: list
+) -> TrainerState | None:
     """The trainer state an attempt resumes from (None: from scratch), its earlier epochs
     carried over to this attempt and put in `history`."""
     stored = latest_checkpoint(connection, trial_id)

@@ -103,8 +103,21 @@ window.lrsearch.searchCharts = (state, shownIds) => {
     { name: "cancelled", statuses: ["cancelled"], symbol: "square-open" },
   ];
 
+  // Thousands of markers draw slowly as SVG: past this many trials, WebGL where the
+  // browser has it (a headless one without a GPU may not: SVG then, only slower).
+  const WEBGL_FROM = 2000;
+  const webgl = (() => {
+    try {
+      const canvas = document.createElement("canvas");
+      return Boolean(canvas.getContext("webgl2") || canvas.getContext("webgl"));
+    } catch (error) {
+      return false;
+    }
+  })();
+
   function scatter(field, label) {
     const trials = [...state.trials.values()].sort((a, b) => a.lr - b.lr);
+    const kind = webgl && trials.length >= WEBGL_FROM ? "scattergl" : "scatter";
     const traces = [];
     const edge = []; // trials with no finite value: marked on the top edge
     for (const group of GROUPS) {
@@ -122,7 +135,7 @@ window.lrsearch.searchCharts = (state, shownIds) => {
       }
       if (!valued.length) continue;
       traces.push({
-        type: "scatter", mode: "markers", name: group.name, x: valued.map((t) => t.lr),
+        type: kind, mode: "markers", name: group.name, x: valued.map((t) => t.lr),
         y: valued.map((t) => t[field]), customdata: valued.map((t) => t.id),
         text: valued.map((t) => `lr=${L.formatLr(t.lr)}<br>${label} ${L.fixed(t[field])}` +
           `<br>${t.status}`),
