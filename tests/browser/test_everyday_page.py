@@ -10,7 +10,8 @@ from tests.browser.test_dashboard import wait_for_rows, wait_for_status
 
 def insert_search(server_data, name: str, status: str, trials: list[tuple[str, str | None]]):
     """A search made in the server's database directly, its trials in the given (status,
-    error); none is ever claimed by the server's runner. Its id."""
+    error), run by no process of the server's (a queued one its runner would claim). Its
+    id."""
     from lrsearch import create_app
     from lrsearch.extensions import db
     from lrsearch.models import Search, Trial
@@ -51,8 +52,9 @@ def test_a_failed_search_shows_why_and_its_charts_say_so(page, server_data, watc
     assert row.locator(".status-bar .part-completed").count() == 0
     assert "3 failed" in row.inner_text()
 
+    # running elsewhere, both (a queued one the server's runner would claim and train)
     running = insert_search(server_data, "nothing yet", "running",
-                            [("running", None), ("queued", None)])  # fmt: skip
+                            [("running", None), ("running", None)])  # fmt: skip
     page.goto(f"/searches/{running}")
     wait_for_rows(page, 2)
     assert page.locator("#chart-acc .chart-empty").inner_text() == "no epochs yet"
