@@ -73,8 +73,11 @@ def epochs_of(trial_id: int) -> list[tuple[int, int]]:
 def test_a_search_runs_on_both_workers_and_its_logs_land_here(app, scheduler):
     search_id = start(SearchSpec(trials=4, epochs=3, workers=2, seed=1, hidden=[32]))
     slots = DaskSlots(scheduler, app.config["DATA_DIR"])
+    logs = Path(app.config["DATA_DIR"]) / "logs"
     with RunnerThread(app, search_id=search_id, slots=slots):
         wait_for(lambda: db.session.get(Search, search_id).status == COMPLETED, 120)
+        # the search ends with its last trial's write; the runner then reaps it, logs it
+        wait_for(lambda: len(list(logs.rglob("log.txt"))) == 4, 30, "the runner's logs")
     found = trials(search_id)
     assert all(t.status == COMPLETED and t.epochs_done == 3 for t in found)
     pids = {t.worker for t in found}
@@ -82,8 +85,8 @@ def test_a_search_runs_on_both_workers_and_its_logs_land_here(app, scheduler):
     for t in found:
         assert epochs_of(t.id) == [(1, 1), (1, 2), (1, 3)]
     # The runner's side wrote each log.txt from the database; the plot is drawn when asked.
-    logs = sorted(Path(app.config["DATA_DIR"]).rglob("log.txt"))
-    assert len(logs) == 4 and all(len(p.read_text().splitlines()) == 3 for p in logs)
+    written = sorted(logs.rglob("log.txt"))
+    assert len(written) == 4 and all(len(p.read_text().splitlines()) == 3 for p in written)
 
 
 def test_a_worker_killed_mid_trial_costs_an_attempt_and_loses_no_epoch(app, scheduler):

@@ -269,6 +269,11 @@ class Runner:
 
     def close(self) -> None:
         """Stop the workers; trials they were running are re-queued for the next start."""
+        for future in [f for f in self.futures if f.done()]:
+            try:  # ended before the stop: recorded as such (a remote one's log written)
+                self.reap(future)
+            except Exception as exc:  # the stop goes on; what is left is recovered later
+                log.warning("recording an ended trial at the stop failed: %s", exc)
         running = [t for t, _ in self.futures.values()]
         jobs = list(self.jobs.values())
         self.slots.shutdown()
