@@ -23,19 +23,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 
 from common import bench_app, machine, run_search, shared_datasets, start_fork_server
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from lrsearch.execution.cluster import DaskSlots
 from lrsearch.execution.local import ProcessSlots
 from lrsearch.extensions import db
 from lrsearch.models import Epoch, Trial
+from lrsearch.testing import POSTGRES_SERVER, fresh_postgres
 
-SERVER = os.environ.get("LRSEARCH_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+SERVER = os.environ.get("LRSEARCH_BENCH_POSTGRES", POSTGRES_SERVER)
 WORKLOADS = {
     "mnist-shaped": {"dataset": "synthetic:60000x784x10", "layers": "784,256,128,10",
                      "epochs": 2},
@@ -57,7 +56,7 @@ def main() -> None:
     start_fork_server()
     synthetic = [WORKLOADS[w]["dataset"] for w in args.workloads]
     synthetic = [d for d in synthetic if d.startswith("synthetic")]
-    with shared_datasets(*synthetic) as datasets, fresh_database() as url:
+    with shared_datasets(*synthetic) as datasets, fresh_postgres(SERVER, "lrsearch_bench") as url:
         for name in args.workloads:
             print(f"\n{name}: {WORKLOADS[name]}")
             print(f"{'workers':>7} {'local ep/s':>10} {'cluster ep/s':>12} {'ratio':>6} "
@@ -108,20 +107,6 @@ def one_run(app, n: int, slots, settings: dict) -> tuple[float, float]:
     ).one()
     start = first[0] - timedelta(seconds=first[1]) - search.created_at
     return epochs / wall, start.total_seconds()
-
-
-@contextmanager
-def fresh_database():
-    admin = create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"lrsearch_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -102,10 +102,10 @@ def own_memory(slots: ProcessSlots) -> float | None:
 
 def checkpoint_cost(rounds: int = 5) -> None:
     """A checkpoint's seconds (state to bytes, the database write) next to an epoch's."""
-    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
     from threadpoolctl import threadpool_limits
 
-    from lrsearch.store.checkpoints import save_checkpoint
+    from lrsearch.testing import POSTGRES_SERVER, fresh_postgres
     from lrsearch.training import Hyperparameters, Trainer, load_dataset
 
     with tempfile.TemporaryDirectory(prefix="lrsearch-ckpt-") as folder, threadpool_limits(1):
@@ -116,31 +116,40 @@ def checkpoint_cost(rounds: int = 5) -> None:
             _seconds(lambda: trainer.state(1).to_bytes()) for _ in range(rounds)
         )
         blob = trainer.state(1).to_bytes()
-        urls = {"SQLite": None, "PostgreSQL": os.environ.get(
-            "LRSEARCH_BENCH_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")}  # fmt: skip
+        server = os.environ.get("LRSEARCH_BENCH_POSTGRES", POSTGRES_SERVER)
         print(f"\ncheckpoints: mnist-shaped epoch {epoch:.3f} s; state to bytes {state * 1000:.1f} "
               f"ms ({len(blob) / 2**20:.1f} MiB)")  # fmt: skip
-        for name, server in urls.items():
-            with bench_app(**({} if server is None else {})) as app:
-                url = app.config["DATABASE_URL"] if server is None else _fresh_postgres(server)
-                if url is None:
-                    print(f"{name}: not reachable, skipped")
-                    continue
-                if server is not None:
-                    _migrate(app, url)
-                engine = create_engine(url)
-                with engine.connect() as connection:
-                    trial = _a_trial(connection)
-                    write = statistics.median(
-                        _seconds(lambda c=connection, t=trial: save_checkpoint(c, t, 1, 1, blob))
-                        for _ in range(rounds)
-                    )
-                engine.dispose()
-                if server is not None:
-                    _drop_postgres(server, url)
-                total = state + write
-                print(f"{name}: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
-                      f"{total / epoch:.2%} of the epoch")  # fmt: skip
+        with bench_app() as app:
+            write = _write_seconds(app.config["DATABASE_URL"], blob, rounds)
+        print(f"SQLite: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
+              f"{(state + write) / epoch:.2%} of the epoch")  # fmt: skip
+        try:
+            with fresh_postgres(server, "lrsearch_bench") as url, bench_app() as app:
+                _migrate(app, url)
+                write = _write_seconds(url, blob, rounds)
+        except OperationalError:
+            print(f"PostgreSQL: {server} not reachable, skipped")
+            return
+        print(f"PostgreSQL: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
+              f"{(state + write) / epoch:.2%} of the epoch")  # fmt: skip
+
+
+def _write_seconds(url: str, blob: bytes, rounds: int) -> float:
+    """A checkpoint's write to the database at `url` (migrated), median of `rounds`."""
+    from sqlalchemy import create_engine
+
+    from lrsearch.store.checkpoints import save_checkpoint
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            trial = _a_trial(connection)
+            return statistics.median(
+                _seconds(lambda: save_checkpoint(connection, trial, 1, 1, blob))
+                for _ in range(rounds)
+            )
+    finally:
+        engine.dispose()
 
 
 def _seconds(call) -> float:
@@ -162,33 +171,6 @@ def _a_trial(connection) -> int:
         session.add(search)
         session.commit()
         return search.trials[0].id
-
-
-def _fresh_postgres(server: str) -> str | None:
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    name = f"lrsearch_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError:
-        return None
-    finally:
-        admin.dispose()
-    return f"{server}/{name}"
-
-
-def _drop_postgres(server: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def _migrate(app, url: str) -> None:

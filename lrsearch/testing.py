@@ -1,8 +1,8 @@
 """What the test suite and the benchmarks share.
 
 The real server (gunicorn + its runner) started on a free port, requests to it, the
-Chromium both drive, and where a search's worker time went (from its records). Standard
-library only: importing it loads no Flask, SQLAlchemy or NumPy of its own.
+Chromium both drive, a fresh PostgreSQL database, and where a search's worker time went
+(from its records). Importing it loads no Flask, SQLAlchemy or NumPy of its own.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from lrsearch.models import Search
 
 ROOT = Path(__file__).resolve().parent.parent  # lrsearch/testing.py -> the repository root
+# The PostgreSQL server the tests and the benchmarks make their throwaway databases on.
+POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 # Debian's chromium (never a downloaded browser build), as the benchmarks and tests drive it.
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -150,3 +152,26 @@ def trials_by_worker(search: Search) -> dict[str, list]:
 
 def _seconds(start, end) -> float:
     return (end - start).total_seconds()
+
+
+@contextmanager
+def fresh_postgres(server: str = POSTGRES_SERVER, prefix: str = "lrsearch_test"):
+    """A new, empty database on the PostgreSQL server: yields its URL, drops it afterwards
+    (sessions left on it included). SQLAlchemy's OperationalError where no server answers.
+    """
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield f"{server}/{name}"
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

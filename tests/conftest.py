@@ -5,17 +5,16 @@ from __future__ import annotations
 import math
 import os
 import threading
-import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
-from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from lrsearch import create_app
+from lrsearch import create_app, testing
 from lrsearch.extensions import db
 from lrsearch.models import COMPLETED, DIVERGED, Epoch, Search
 from lrsearch.search.sampler import create_search
@@ -106,30 +105,20 @@ def make_search(app) -> Callable[..., Search]:
     return make
 
 
-POSTGRES_SERVER = os.environ.get(
-    "LRSEARCH_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
-)
+POSTGRES_SERVER = os.environ.get("LRSEARCH_TEST_POSTGRES", testing.POSTGRES_SERVER)
 
 
 @pytest.fixture
 def postgres_url():
     """A fresh PostgreSQL database for one test, dropped afterwards."""
-    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    name = f"lrsearch_test_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
-    try:
-        yield f"{POSTGRES_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(testing.fresh_postgres(POSTGRES_SERVER))
+        except OperationalError as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no PostgreSQL server at {POSTGRES_SERVER}: {exc.orig}")
+        yield url
 
 
 @pytest.fixture
