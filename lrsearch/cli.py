@@ -27,6 +27,7 @@ from lrsearch.settings import (
     SpecError,
     format_lr,
     parse_spec,
+    setting_text,
 )
 from lrsearch.store import reads
 from lrsearch.store.trial_errors import error_summary
@@ -85,14 +86,10 @@ def spec_options(command, names: tuple[str, ...] | None = None, defaults=DEFAULT
         if names is not None and setting.name not in names:
             continue
         default = defaults[setting.name]
-        shown = "" if setting.name in NO_DEFAULT_SHOWN else f" [default: {_shown(default)}]"
+        shown = "" if setting.name in NO_DEFAULT_SHOWN else f" [default: {setting_text(default)}]"
         help_text = setting.help + shown
         command = click.option(setting.flag, setting.name, default=None, help=help_text)(command)
     return command
-
-
-def _shown(value: object) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 DASK_OPTION = click.option(

@@ -309,6 +309,12 @@ def parse_spec(
     return SearchSpec(**values)
 
 
+def setting_text(value: object) -> str:
+    """A setting's value as text that parse_spec reads back the same: lists joined with
+    commas, numbers at full precision (a link's query, a command line)."""
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
 def format_lr(lr: float) -> str:
     """A rate for people: three significant digits."""
     return f"{lr:.3g}"

@@ -143,7 +143,8 @@ def store_folder(app, search_id):
 
 
 def test_run_again_copies_the_settings_with_overrides(client, make_search):
-    first = make_search(trials=3, epochs=2, seed=9, name="base", hidden=[16])
+    first = make_search(trials=3, epochs=2, seed=9, name="base", hidden=[16],
+                        lr_min=0.000123456789, beta2=0.99912345)  # fmt: skip
     answer = client.post("/api/searches", json={"copy_of": first.id, "seed": 10})
     assert answer.status_code == 201, answer.get_json()
     copy = answer.get_json()
@@ -158,6 +159,7 @@ def test_run_again_copies_the_settings_with_overrides(client, make_search):
     values = dict(re.findall(r'<input [^>]*name="(\w+)" [^>]*value="([^"]*)"', form))
     assert values["hidden"] == "16" and values["name"] == "base" and values["trials"] == "3"
     assert values["seed"] == "10"  # moved on: the same seed would draw the same rates
+    assert (values["lr_min"], values["beta2"]) == ("0.000123456789", "0.99912345")  # exact
 
 
 def test_the_ranking_as_csv_has_the_tables_columns_and_full_precision(client, make_search):

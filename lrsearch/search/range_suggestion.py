@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from lrsearch.models import Search
-from lrsearch.settings import RANGE_TEST, SEARCH, format_lr
+from lrsearch.settings import RANGE_TEST, SEARCH, format_lr, setting_text
 from lrsearch.store import reads
 from lrsearch.store.range_points import range_points
 from lrsearch.training.range_test import (
@@ -44,7 +44,7 @@ def range_test_result(session: Session, search: Search) -> RangeTestResult | Non
 def search_settings(search: Search, suggestion: Suggestion) -> dict[str, str]:
     """The new-search settings, as text, for the suggested range of a range test."""
     config = search.config()
-    raw = {name: _text(config[name]) for name in CARRIED}
+    raw = {name: setting_text(config[name]) for name in CARRIED}
     raw.update(
         kind=SEARCH,
         lr_min=format_lr(suggestion.lr_min),
@@ -52,7 +52,3 @@ def search_settings(search: Search, suggestion: Suggestion) -> dict[str, str]:
         name=f"{search.name or f'range test {search.id}'}: suggested range"[:200],
     )
     return raw
-
-
-def _text(value: object) -> str:
-    return ",".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -39,6 +39,7 @@ from lrsearch.settings import (
     SearchSpec,
     SpecError,
     format_lr,
+    setting_text,
 )
 from lrsearch.store import reads
 from lrsearch.store.trial_errors import error_summary
@@ -100,7 +101,9 @@ def given_settings(args: dict[str, str]) -> dict[str, str]:
         abort(404, description=exc.errors["copy_of"])
     copied["seed"] = (copied["seed"] + 1) % (MAX_SEED + 1)
     hidden = copied.pop("layers")[1:-1]
-    return {**{k: as_text(v) for k, v in copied.items()}, "hidden": as_text(hidden), **args}
+    # At full precision: the form's defaults' text (as_text) rounds to 6 digits.
+    given = {k: setting_text(v) for k, v in copied.items()}
+    return {**given, "hidden": setting_text(hidden), **args}
 
 
 @bp.app_errorhandler(CSRFError)
