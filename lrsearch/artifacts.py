@@ -102,10 +102,15 @@ def write_log(folder: Path, attempt: int, planned: int, epochs: Sequence[dict[st
     """A trial's log.txt written whole from its stored epochs (of `planned`): for a trial
     that ran where this machine's disk is not."""
     with start_log(folder, attempt) as log_file:
-        for e in epochs:
-            line = log_line(e["epoch"], planned, e["loss"], e["acc_train"], e["val_loss"],
-                            e["acc_val"])  # fmt: skip
-            log_file.write(line + "\n")
+        log_file.writelines(history_lines(epochs, planned))
+
+
+def history_lines(epochs: Sequence[dict[str, float]], planned: int) -> Iterator[str]:
+    """log.txt's lines (newline-ended) of epochs held as dicts (a worker's history)."""
+    for e in epochs:
+        line = log_line(e["epoch"], planned, e["loss"], e["acc_train"], e["val_loss"],
+                        e["acc_val"])  # fmt: skip
+        yield line + "\n"
 
 
 def draw_range_plot(path: Path, title: str, points: Sequence, suggestion) -> None:

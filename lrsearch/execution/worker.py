@@ -89,9 +89,8 @@ def run_trial(
         stop_reason: list[str] = []
         schedule = {name: getattr(spec, name) for name in SCHEDULE}
         resume = _resumed(connection, trial_id, attempt, spec.epochs, history)
-        for e in history:  # the carried epochs begin the new attempt's log too
-            log_file.write(artifacts.log_line(e["epoch"], e["epochs"], e["loss"], e["acc_train"],
-                                              e["val_loss"], e["acc_val"]) + "\n")  # fmt: skip
+        # the carried epochs begin the new attempt's log too
+        log_file.writelines(artifacts.history_lines(history, spec.epochs))
         last_saved = [time.monotonic()]
 
         def on_state(trainer: Trainer, epoch: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, delete, func, insert, literal, select
+from sqlalchemy import Connection, delete, insert, literal, select
 from sqlalchemy.orm import Session
 
 from lrsearch.models import Checkpoint, Epoch, utcnow
@@ -38,15 +38,7 @@ def save_checkpoint(connection: Connection, trial_id: int, attempt: int, epoch: 
 def latest_checkpoint(connection: Connection, trial_id: int) -> Stored | None:
     """The trial's latest checkpoint, if any."""
 
-    def work(conn: Connection) -> Stored | None:
-        row = conn.execute(
-            select(_checkpoint.c.attempt, _checkpoint.c.epoch, _checkpoint.c.data).where(
-                _checkpoint.c.trial_id == trial_id
-            )
-        ).first()
-        return Stored(row[0], row[1], bytes(row[2])) if row else None
-
-    return retry_transaction(connection, work)
+    return retry_transaction(connection, lambda conn: _stored(conn.execute(_latest(trial_id))))
 
 
 def carry_epochs(connection: Connection, trial_id: int, from_attempt: int, to_attempt: int,
@@ -79,13 +71,15 @@ def carry_epochs(connection: Connection, trial_id: int, from_attempt: int, to_at
 
 def final_checkpoint(session: Session, trial_id: int) -> Stored | None:
     """The trial's latest checkpoint (the caller checks it is of its last epoch)."""
-    row = session.execute(
-        select(Checkpoint.attempt, Checkpoint.epoch, Checkpoint.data).where(
-            Checkpoint.trial_id == trial_id
-        )
-    ).first()
+    return _stored(session.execute(_latest(trial_id)))
+
+
+def _latest(trial_id: int):
+    return select(_checkpoint.c.attempt, _checkpoint.c.epoch, _checkpoint.c.data).where(
+        _checkpoint.c.trial_id == trial_id
+    )
+
+
+def _stored(result) -> Stored | None:
+    row = result.first()
     return Stored(row[0], row[1], bytes(row[2])) if row else None
-
-
-def checkpoint_count(session: Session) -> int:
-    return session.scalar(select(func.count()).select_from(Checkpoint))

@@ -205,9 +205,7 @@ def refine_search(search_id: int) -> BaseResponse:
 def cancel_search(search_id: int) -> BaseResponse:
     """Cancel a search from its page's button, then show the page again."""
     db.get_or_404(Search, search_id, description=f"no search {search_id}")
-    if not CancelForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and cancel again.")
-    store.cancel_search(db.session, search_id)
+    pressed("cancel", lambda: store.cancel_search(db.session, search_id))
     return redirect(url_for("pages.search", search_id=search_id), 303)
 
 
@@ -215,12 +213,7 @@ def cancel_search(search_id: int) -> BaseResponse:
 def delete_search(search_id: int) -> BaseResponse:
     """The Delete button (its page asked for a confirmation): then the searches list."""
     db.get_or_404(Search, search_id, description=f"no search {search_id}")
-    if not CancelForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and delete again.")
-    try:
-        api.remove_search(search_id)
-    except ApiError as exc:
-        abort(exc.status, description=exc.reason)
+    pressed("delete", lambda: api.remove_search(search_id))
     return redirect(url_for("pages.index"), 303)
 
 
@@ -228,13 +221,19 @@ def delete_search(search_id: int) -> BaseResponse:
 def cancel_trial(trial_id: int) -> BaseResponse:
     """Cancel one trial from its page's button, then show the page again."""
     db.get_or_404(Trial, trial_id, description=f"no trial {trial_id}")
+    pressed("cancel", lambda: api.stop_trial(trial_id))
+    return redirect(url_for("pages.trial", trial_id=trial_id), 303)
+
+
+def pressed(action: str, do) -> None:
+    """A button's form (its CSRF token alone) checked, then its action done; a 400 for an
+    expired form, the API's status and reason where the action is refused."""
     if not CancelForm().validate_on_submit():
-        abort(400, description="The form expired; reload the page and cancel again.")
+        abort(400, description=f"The form expired; reload the page and {action} again.")
     try:
-        api.stop_trial(trial_id)
+        do()
     except ApiError as exc:
         abort(exc.status, description=exc.reason)
-    return redirect(url_for("pages.trial", trial_id=trial_id), 303)
 
 
 @bp.get("/trials/<int:trial_id>")
