@@ -17,7 +17,7 @@ from lrsearch.extensions import db
 from lrsearch.models import COMPLETED, Search
 from lrsearch.search.sampler import create_search
 from lrsearch.settings import SearchSpec
-from tests.faults import RunnerThread, wait_for
+from tests.faults import RunnerThread, children_of, pid_alive, wait_for
 
 NOWHERE = "postgresql+psycopg://postgres@127.0.0.1:1/nothing"  # a port nothing listens on
 
@@ -79,3 +79,80 @@ def test_the_servers_runner_killed_comes_back_within_5_s_and_the_search_complete
             db.session.remove()
         state = json.loads((tmp_path / "runner-supervisor.json").read_text())
         assert state["state"] == "running"
+
+
+def processes(master: int) -> tuple[list[int], list[int]]:
+    """(runner processes, gunicorn web workers) among the master's children."""
+    runners, web = [], []
+    for pid in children_of(master):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                line = f.read().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            continue
+        if "lrsearch runner" in line:
+            runners.append(pid)
+        elif "gunicorn" in line:
+            web.append(pid)
+    return runners, web
+
+
+def healthy(base: str) -> bool:
+    return get_json(base, "/api/health")[0] == 200
+
+
+def one_runner_throughout(master: int, seconds: float, until=None) -> int:
+    """Sample the master's children every 50 ms for `seconds` (or until `until()` holds);
+    each time exactly one runner must run (none while the supervisor restarts it); return
+    the last one's pid."""
+    deadline, last = time.monotonic() + seconds, None
+    while time.monotonic() < deadline:
+        runners, _ = processes(master)
+        assert len(runners) <= 1, f"two runners at once: {runners}"
+        last = runners[0] if runners else last
+        if until is not None and until():
+            return last
+        time.sleep(0.05)
+    assert until is None, "timed out"
+    return last
+
+
+@pytest.mark.slow
+def test_reload_and_web_worker_restarts_keep_the_one_supervised_runner(tmp_path):
+    env = {"LRSEARCH_HEARTBEAT_SECONDS": "0.5"}
+    with (
+        (tmp_path / "server.log").open("w") as log,
+        testing.server(str(tmp_path), web_workers=2, workers=1, log=log, **env) as (
+            host,
+            port,
+            master,
+        ),
+    ):
+        base = f"http://{host}:{port}"
+        one_runner_throughout(master.pid, 60, until=lambda: healthy(base))
+        [runner], web = processes(master.pid)
+        # gunicorn's reload: new web workers with the configuration read again, same runner
+        os.kill(master.pid, signal.SIGHUP)
+        replaced = lambda: (w := processes(master.pid)[1]) and not set(w) & set(web)  # noqa: E731
+        assert one_runner_throughout(master.pid, 30, until=replaced) == runner
+        # a web worker killed: gunicorn starts another, the runner is left alone
+        [worker, *_] = processes(master.pid)[1]
+        os.kill(worker, signal.SIGKILL)
+        again = lambda: len(w := processes(master.pid)[1]) == 2 and worker not in w  # noqa: E731
+        assert one_runner_throughout(master.pid, 30, until=again) == runner
+        assert one_runner_throughout(master.pid, 2) == runner
+        # after the reload the supervisor still restarts a runner that died
+        os.kill(runner, signal.SIGKILL)
+        back = lambda: processes(master.pid)[0] not in ([], [runner])  # noqa: E731
+        one_runner_throughout(master.pid, 5, until=back)
+        one_runner_throughout(master.pid, 10, until=lambda: healthy(base))
+        family = children_of(master.pid)
+    # and the server's stop, after the reload, still stops the runner (not only the signal a
+    # runner gets when the master is gone) and its workers
+    assert master.returncode == 0
+    assert "runner stopped" in (tmp_path / "server.log").read_text()
+    deadline = time.monotonic() + 10
+    while any(pid_alive(p) for p in family):
+        assert time.monotonic() < deadline, "a process of the server outlived it"
+        time.sleep(0.1)
+    assert json.loads((tmp_path / "runner-supervisor.json").read_text())["state"] == "stopped"
