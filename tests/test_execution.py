@@ -174,20 +174,20 @@ def test_log_txt_holds_each_finished_epoch_while_the_trial_runs(app, monkeypatch
     """Each line reaches the file as its epoch ends, so a killed worker loses none."""
     from lrsearch import artifacts
     from lrsearch.cli import runner_settings
-    from lrsearch.execution import worker
+    from lrsearch.execution import trial_writes, worker
 
     search = create_search(db.session, SearchSpec(trials=1, epochs=4, workers=1))
     [(trial_id, attempt)] = store.claim_trials(db.session, 1, search_id=search.id)
     trial = trials(search.id)[0]
     log = artifacts.trial_folder(app.config["DATA_DIR"], search.id, trial.index, trial.lr)
     lines_seen = []
-    real_write = worker.write_epoch
+    real_write = trial_writes.write_epoch
 
     def write_epoch(connection, trial_id, attempt, metrics, summary, *rung):
         lines_seen.append(len((log / artifacts.LOG_NAME).read_text().splitlines()))
         return real_write(connection, trial_id, attempt, metrics, summary, *rung)
 
-    monkeypatch.setattr(worker, "write_epoch", write_epoch)
+    monkeypatch.setattr(trial_writes, "write_epoch", write_epoch)
     settings = runner_settings(app)
     assert worker.run_trial(trial_id, attempt, settings.database_url, settings.data_dir) == (
         COMPLETED

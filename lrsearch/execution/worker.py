@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from lrsearch import artifacts
 from lrsearch.datasets import cache as datasets
 from lrsearch.execution import plots
+from lrsearch.execution.trial_writes import TrialWrites
 from lrsearch.models import CANCELLED, COMPLETED, DIVERGED, PRUNED, Trial
 from lrsearch.scheduling import rung_at
 from lrsearch.settings import RANGE_TEST
@@ -27,9 +28,8 @@ from lrsearch.store import (
     finish_trial,
     process_engine,
     retry_transaction,
-    write_epoch,
 )
-from lrsearch.store.checkpoints import carry_epochs, latest_checkpoint, save_checkpoint
+from lrsearch.store.checkpoints import carry_epochs, latest_checkpoint
 from lrsearch.store.range_points import record_range_test
 from lrsearch.training import EpochMetrics, Trainer, range_test, train
 from lrsearch.training.checkpoint import TrainerState
@@ -93,27 +93,23 @@ def run_trial(
         log_file.writelines(artifacts.history_lines(history, spec.epochs))
         last_saved = [time.monotonic()]
 
+        def written(m: EpochMetrics) -> None:
+            line = artifacts.log_line(m.epoch, m.epochs, m.loss, m.acc_train, m.val_loss, m.acc_val)
+            _writing(log_path, lambda: log_file.write(line + "\n"))
+
+        writes = TrialWrites(connection, trial_id, attempt, written)
+
         def on_state(trainer: Trainer, epoch: int) -> None:
             now = time.monotonic()
-            if epoch == spec.epochs or now - last_saved[0] >= checkpoint_seconds:
-                saved = trainer.state(epoch).to_bytes()
-                save_checkpoint(connection, trial_id, attempt, epoch, saved)
-                last_saved[0] = now
+            last = epoch == spec.epochs
+            if last or now - last_saved[0] >= checkpoint_seconds:
+                if writes.checkpoint(epoch, lambda: trainer.state(epoch).to_bytes(), last):
+                    last_saved[0] = now
 
         def on_epoch(metrics: EpochMetrics) -> bool:
             history.append(dict(vars(metrics)))  # not asdict: its deep copy is slower
             rung = rung_at(metrics.epoch, trial.index, **schedule)
-            reason = write_epoch(connection, trial_id, attempt, metrics, summarize(history),
-                                 (search.id, rung) if rung else None)  # fmt: skip
-            line = artifacts.log_line(
-                metrics.epoch,
-                metrics.epochs,
-                metrics.loss,
-                metrics.acc_train,
-                metrics.val_loss,
-                metrics.acc_val,
-            )
-            _writing(log_path, lambda: log_file.write(line + "\n"))
+            reason = writes.epoch(metrics, summarize(history), (search.id, rung) if rung else None)
             if reason:
                 stop_reason.append(reason)
             return bool(reason)
@@ -122,8 +118,11 @@ def run_trial(
         try:
             result = train(data, spec.training(), trial.lr, seed=trial.seed, on_epoch=on_epoch,
                            resume=resume, on_state=on_state)  # fmt: skip
+            if reason := writes.finish():  # the epochs held through an outage
+                stop_reason.append(reason)
         finally:
             _writing(log_path, log_file.close)
+        del history[len(history) - writes.dropped :]  # see TrialWrites.dropped
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
         # its plot is no smaller a share of the work.
         inline_plot = files and time.process_time() - cpu_started >= plots.INLINE_AFTER_SECONDS

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from lrsearch import __version__, store
@@ -242,7 +242,9 @@ class Runner:
             if self.remote:  # its log.txt, here, from the database
                 self.write_log(trial_id)
             return
-        if isinstance(error, Interrupted):  # not the trial's fault: no attempt counted
+        # Not the trial's fault (a worker gives up on a database lost past the outage limit,
+        # see execution.trial_writes): no attempt counted.
+        if isinstance(error, Interrupted) or (isinstance(error, DBAPIError) and is_gone(error)):
             most = self.settings.max_interruptions
             store.requeue_interrupted(self.session, trial_ids=[trial_id], max_interruptions=most)
             log.warning("trial %d attempt %d re-queued: %s", trial_id, attempt, error)

@@ -154,6 +154,7 @@ def write_epoch(
     metrics: EpochMetrics,
     summary: dict[str, float | int | None],
     rung: tuple[int, Rung] | None = None,
+    outage_seconds: float | None = None,
 ) -> str | None:
     """Store one finished epoch and the trial's running summary; idempotent on retry.
 
@@ -163,7 +164,8 @@ def write_epoch(
     values recorded at the rung are read and the rule applied in this same transaction,
     under the search's lock, so two trials reaching it together see each other.
     It commits on the connection, which must have no transaction open, through the DBAPI
-    cursor (see fast).
+    cursor (see fast). outage_seconds: how long to wait out a lost database (see
+    retry_transaction).
     """
     now = utcnow()
     row = {
@@ -205,7 +207,7 @@ def write_epoch(
             return PRUNED
         return None
 
-    return retried_on_cursor(connection, steps)
+    return retried_on_cursor(connection, steps, outage_seconds)
 
 
 def _goes_on_at(

@@ -23,16 +23,16 @@ class Stored:
 
 
 def save_checkpoint(connection: Connection, trial_id: int, attempt: int, epoch: int,
-                    data: bytes) -> None:  # fmt: skip
+                    data: bytes, outage_seconds: float | None = None) -> None:  # fmt: skip
     """Keep this checkpoint as the trial's latest. The connection must have no transaction
-    open."""
+    open. outage_seconds: how long to wait out a lost database (see retry_transaction)."""
 
     def work(conn: Connection) -> None:
         conn.execute(_checkpoint.delete().where(_checkpoint.c.trial_id == trial_id))
         conn.execute(_checkpoint.insert().values(trial_id=trial_id, attempt=attempt, epoch=epoch,
                                                  data=data, created_at=utcnow()))  # fmt: skip
 
-    retry_transaction(connection, work)
+    retry_transaction(connection, work, outage_seconds=outage_seconds)
 
 
 def latest_checkpoint(connection: Connection, trial_id: int) -> Stored | None:

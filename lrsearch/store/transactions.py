@@ -35,13 +35,20 @@ _GONE = ("server closed the connection", "terminating connection", "connection r
 
 
 def retry_transaction(
-    session: Session | Connection, work: Callable[[Session | Connection], T], attempts: int = 8
+    session: Session | Connection,
+    work: Callable[[Session | Connection], T],
+    attempts: int = 8,
+    outage_seconds: float | None = None,
 ) -> T:
     """Run `work` and commit; on a locked or busy database roll back, wait, try again; on a
-    lost database, wait it out for up to OUTAGE_SECONDS (a new connection each try).
+    lost database, wait it out for up to `outage_seconds` (OUTAGE_SECONDS where None; 0:
+    raise at once), a new connection each try.
 
     Each attempt first waits out a SQLite lock in short steps (see `_waiting_for_the_lock`).
+    The lost connection is dropped before an outage's error is raised: the next call opens
+    a new one.
     """
+    limit = OUTAGE_SECONDS if outage_seconds is None else outage_seconds
     attempt, outage = 0, None
     while True:
         attempt += 1
@@ -54,12 +61,12 @@ def retry_transaction(
             if is_gone(exc):
                 outage = outage if outage is not None else time.monotonic()
                 waited = time.monotonic() - outage
-                if waited >= OUTAGE_SECONDS:
+                _forget_connection(session)
+                if waited >= limit:
                     raise
                 if attempt == 1 or waited == 0:
                     log.warning("database unavailable (%s); retrying for up to %g s",
-                                str(exc.orig).strip().splitlines()[0], OUTAGE_SECONDS)  # fmt: skip
-                _forget_connection(session)
+                                str(exc.orig).strip().splitlines()[0], limit)  # fmt: skip
                 time.sleep(min(0.5 * 2 ** min(attempt - 1, 4), 5.0))
                 continue
             if attempt >= attempts or not _is_transient(exc):
@@ -121,10 +128,14 @@ def _is_transient(exc: OperationalError) -> bool:
     return any(word in text for word in ("locked", "busy", "deadlock", "could not serialize"))
 
 
-def retried_on_cursor(connection: Connection, steps: Callable) -> T:
+def retried_on_cursor(
+    connection: Connection, steps: Callable, outage_seconds: float | None = None
+) -> T:
     """steps(execute) in one DBAPI transaction (fast.run_in_transaction), retried as
-    retry_transaction retries a locked or busy database."""
-    return retry_transaction(connection, lambda c: run_in_transaction(c, steps))
+    retry_transaction retries a locked, busy or lost database."""
+    return retry_transaction(
+        connection, lambda c: run_in_transaction(c, steps), outage_seconds=outage_seconds
+    )
 
 
 def process_engine(database_url: str) -> Engine:

@@ -87,8 +87,9 @@ def requeue_interrupted(
 ) -> int:
     """Re-queue running trials whose runner is gone (stale heartbeat, or named ones).
 
-    Their epochs stay, tagged with the attempt that wrote them; the next attempt starts
-    from scratch and, training being seeded, retraces the same curve.
+    Their epochs stay, tagged with the attempt that wrote them; the next attempt resumes
+    from the trial's latest checkpoint (see execution.worker), or starts over and, training
+    being seeded, retraces the same curve.
     """
     query = select(Trial).where(Trial.status == RUNNING)
     if older_than is not None:
