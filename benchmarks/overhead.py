@@ -25,7 +25,9 @@ process (its imports, the fork server's start, the search, then the left-over pl
 new data folder each run; the seconds until the ranking was printed and until it exited.
 Then a checkpoint's cost next to an mnist-shaped epoch (60000x784, 784-256-128-10, batch
 64, one thread): the trainer's state as bytes and its write to the database (SQLite in a
-fresh data folder, and PostgreSQL on 127.0.0.1 where it answers), median of 5.
+fresh data folder, and PostgreSQL on 127.0.0.1 where it answers), median of 5; and what a
+checkpoint after every epoch costs the training thread as a worker saves them, in the
+background: 8 pairs of 2 epochs with one each and 2 without, the median pair's ratio.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def own_memory(slots: ProcessSlots) -> float | None:
     return statistics.median(sizes) if sizes else None
 
 
-def checkpoint_cost(rounds: int = 5) -> None:
-    """A checkpoint's seconds (state to bytes, the database write) next to an epoch's."""
+def checkpoint_cost(rounds: int = 5, blocks: int = 8, per_block: int = 2) -> None:
+    """A checkpoint's parts (state to bytes, the database write) next to an epoch, and the
+    training thread's cost of one every epoch as a worker saves them (in the background)."""
     from sqlalchemy.exc import OperationalError
     from threadpoolctl import threadpool_limits
 
@@ -120,36 +123,54 @@ def checkpoint_cost(rounds: int = 5) -> None:
         print(f"\ncheckpoints: mnist-shaped epoch {epoch:.3f} s; state to bytes {state * 1000:.1f} "
               f"ms ({len(blob) / 2**20:.1f} MiB)")  # fmt: skip
         with bench_app() as app:
-            write = _write_seconds(app.config["DATABASE_URL"], blob, rounds)
-        print(f"SQLite: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
-              f"{(state + write) / epoch:.2%} of the epoch")  # fmt: skip
+            _checkpoint_figures("SQLite", app.config["DATABASE_URL"], trainer, blob, epoch,
+                                state, rounds, blocks, per_block)  # fmt: skip
         try:
             with fresh_postgres(server, "lrsearch_bench") as url, bench_app() as app:
                 _migrate(app, url)
-                write = _write_seconds(url, blob, rounds)
+                _checkpoint_figures("PostgreSQL", url, trainer, blob, epoch, state, rounds,
+                                    blocks, per_block)  # fmt: skip
         except OperationalError:
             print(f"PostgreSQL: {server} not reachable, skipped")
-            return
-        print(f"PostgreSQL: write {write * 1000:.1f} ms; a checkpoint every epoch costs "
-              f"{(state + write) / epoch:.2%} of the epoch")  # fmt: skip
 
 
-def _write_seconds(url: str, blob: bytes, rounds: int) -> float:
-    """A checkpoint's write to the database at `url` (migrated), median of `rounds`."""
-    from sqlalchemy import create_engine
-
+def _checkpoint_figures(name, url, trainer, blob, epoch, state, rounds, blocks, per_block):
+    """Print a write's median, and epochs with a checkpoint each against epochs without,
+    side by side in alternating blocks (each block with checkpoints ends when its last is
+    written: the cost of a checkpoint the next epoch would hide counts in full)."""
+    from lrsearch.execution.trial_writes import TrialWrites
+    from lrsearch.store import process_engine
     from lrsearch.store.checkpoints import save_checkpoint
 
-    engine = create_engine(url)
+    engine = process_engine(url)
     try:
         with engine.connect() as connection:
             trial = _a_trial(connection)
-            return statistics.median(
+            write = statistics.median(
                 _seconds(lambda: save_checkpoint(connection, trial, 1, 1, blob))
                 for _ in range(rounds)
             )
+            ratios, handed = [], []
+            for _ in range(blocks):
+                plain = sum(_seconds(trainer.train_epoch) for _ in range(per_block))
+                started = time.perf_counter()
+                writes = TrialWrites(connection, trial, 1, lambda m: None)
+                for n in range(1, per_block + 1):
+                    trainer.train_epoch()
+                    state_bytes = lambda n=n: trainer.state(n).to_bytes()  # noqa: E731
+                    started_handing = time.perf_counter()
+                    writes.checkpoint(n, state_bytes, last=False)
+                    handed.append(time.perf_counter() - started_handing)
+                writes.close()
+                ratios.append((time.perf_counter() - started) / plain)
     finally:
         engine.dispose()
+    print(f"{name}: write {write * 1000:.1f} ms; state and write {(state + write) / epoch:.2%} "
+          f"of the epoch. Saved in the background: the training thread's part "
+          f"{statistics.median(handed) * 1000:.1f} ms ({statistics.median(handed) / epoch:.2%}); "
+          f"epochs with one each against without: {statistics.median(ratios) - 1:+.2%} "
+          f"(median of {blocks} pairs of {per_block}; from {min(ratios) - 1:+.2%} to "
+          f"{max(ratios) - 1:+.2%})")  # fmt: skip
 
 
 def _seconds(call) -> float:

@@ -3,7 +3,8 @@
 While the database is out of reach (see transactions.is_gone) the worker trains on: each
 finished epoch is held in memory and written, in order, once the database is back (an
 epoch's write is idempotent), and checkpoints wait until the epochs before them are
-written (a resumed attempt carries those over). Only at the trial's end does the worker
+written (a resumed attempt carries those over). Checkpoints but the last are written by a
+thread of their own while the next epoch trains. Only at the trial's end does the worker
 wait for the database, for what is left of OUTAGE_SECONDS since the outage began. Past that
 limit, at the end or during training, the error is raised: the runner re-queues the trial
 as interrupted (no crash counted: see MAX_ATTEMPTS) and it resumes from its checkpoint.
@@ -12,10 +13,11 @@ as interrupted (no crash counted: see MAX_ATTEMPTS) and it resumes from its chec
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from lrsearch.scheduling import Rung
@@ -43,6 +45,7 @@ class TrialWrites:
         self.dropped = 0
         self.outage: float | None = None  # when the database was lost, while it is
         self.final: tuple[int, bytes] | None = None  # the last epoch's state, not yet saved
+        self.saver: CheckpointSaver | None = None
 
     def epoch(self, metrics: EpochMetrics, summary: dict, rung: tuple[int, Rung] | None
               ) -> str | None:  # fmt: skip
@@ -52,28 +55,35 @@ class TrialWrites:
         return self._write_held(wait=False)
 
     def checkpoint(self, epoch: int, state: Callable[[], bytes], last: bool) -> bool:
-        """Save the trainer's state after `epoch` if the database takes it now; False where
-        it waits (epochs held, or the database out). The last epoch's is kept for finish()."""
-        if not self.held:
-            data = state()
-            try:
-                save_checkpoint(self.connection, self.trial_id, self.attempt, epoch, data,
-                                outage_seconds=0.0)  # fmt: skip
-                return True
-            except (OperationalError, InterfaceError) as exc:
-                self._lost(exc)
+        """Save the trainer's state after `epoch`, in the background; False where it waits
+        (epochs held). The last epoch's is kept for finish(), which saves it after the
+        others."""
         if last:
             self.final = (epoch, state())
-        return False
+            return False
+        if self.held:
+            return False
+        if self.saver is None:
+            self.saver = CheckpointSaver(self.connection.engine, self.trial_id, self.attempt)
+        self.saver.put(epoch, state())
+        return True
 
     def finish(self) -> str | None:
         """Write what is held, and the last epoch's state, waiting out an outage; None, or
         why the trial stopped at a held epoch."""
         reason = self._write_held(wait=True)
+        self.close()
+        if self.saver is not None and self.saver.error is not None:
+            raise self.saver.error
         if self.final is not None and self.final[0] <= self.last_written:
             save_checkpoint(self.connection, self.trial_id, self.attempt, *self.final,
                             outage_seconds=self._patience())  # fmt: skip
         return reason
+
+    def close(self) -> None:
+        """Let the background saver write what it was given, and end it."""
+        if self.saver is not None:
+            self.saver.close()
 
     def _write_held(self, wait: bool) -> str | None:
         """Write the held epochs in order; at a reason to stop, drop those after it."""
@@ -123,3 +133,59 @@ class TrialWrites:
 
 def _first_line(exc: Exception) -> str:
     return (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0]
+
+
+class CheckpointSaver:
+    """A thread that saves the checkpoints given to it, on a connection of its own, while
+    training goes on: the training thread pays only for its state's bytes. One waiting to
+    be written gives way to a later one; one that meets a lost database is dropped (the
+    next follows). Any other error is kept in `error`, and the thread ends."""
+
+    def __init__(self, engine: Engine, trial_id: int, attempt: int) -> None:
+        self.engine, self.trial_id, self.attempt = engine, trial_id, attempt
+        self.ready = threading.Condition()
+        self.next: tuple[int, bytes] | None = None
+        self.closing = False
+        self.error: Exception | None = None
+        self.thread = threading.Thread(target=self._run, name=f"checkpoints-{trial_id}",
+                                       daemon=True)  # fmt: skip
+        self.thread.start()
+
+    def put(self, epoch: int, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        with self.ready:
+            self.next = (epoch, data)
+            self.ready.notify()
+
+    def close(self) -> None:
+        """Write the one waiting, if any, and end the thread."""
+        with self.ready:
+            self.closing = True
+            self.ready.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        connection = None
+        try:
+            while True:
+                with self.ready:
+                    while self.next is None and not self.closing:
+                        self.ready.wait()
+                    if self.next is None:
+                        return
+                    (epoch, data), self.next = self.next, None
+                try:
+                    connection = connection or self.engine.connect()
+                    save_checkpoint(connection, self.trial_id, self.attempt, epoch, data,
+                                    outage_seconds=0.0)  # fmt: skip
+                except (OperationalError, InterfaceError) as exc:
+                    if not transactions.is_gone(exc):
+                        raise
+                    log.info("trial %d: checkpoint of epoch %d dropped, database unavailable",
+                             self.trial_id, epoch)  # fmt: skip
+        except Exception as exc:
+            self.error = exc
+        finally:
+            if connection is not None:
+                connection.close()

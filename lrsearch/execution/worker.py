@@ -121,6 +121,7 @@ def run_trial(
             if reason := writes.finish():  # the epochs held through an outage
                 stop_reason.append(reason)
         finally:
+            writes.close()
             _writing(log_path, log_file.close)
         del history[len(history) - writes.dropped :]  # see TrialWrites.dropped
         # CPU time, not wall time: with more workers than cores a trial takes longer, but
