@@ -21,10 +21,11 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime
 	$(BIN)/gunicorn -c gunicorn.conf.py app:app
 
-## test: the whole suite, browser tests included (installs Debian's chromium if missing)
+## test: the whole suite, browser tests included (installs Debian's chromium and fuse3 if
+## missing: the browser tests, and the test of SQLite's disk out of reach)
 test: $(VENV)/.dev
-	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \
-		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@{ command -v chromium && command -v fusermount3; } >/dev/null || [ "$$(id -u)" != 0 ] || \
+		(apt-get update -qq && apt-get install -y -qq chromium fuse3 >/dev/null)
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev

@@ -1,7 +1,8 @@
 """A database outage under a running search (issue 22): a throwaway PostgreSQL cluster,
-started by the test itself, stopped for 10 s and started again; the search's trials train
-on meanwhile and end `completed` on their first attempt, every epoch once, while the API
-answers 503 JSON."""
+started by the test itself, stopped for 10 s and started again, and SQLite's file on a disk
+out of reach for 5 s (tests/unreachable_disk.py); the search's trials train on meanwhile
+and end `completed` on their first attempt, every epoch once, while the API answers 503
+JSON."""
 
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ from lrsearch.search.sampler import create_search
 from lrsearch.settings import SearchSpec
 from lrsearch.testing import free_port
 from tests.faults import RunnerThread, trials, wait_for
+from tests.unreachable_disk import UnreachableDisk
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 
 
@@ -72,10 +74,33 @@ def cluster():
     made.remove()
 
 
+@pytest.fixture
+def disk(tmp_path):
+    if reason := UnreachableDisk.available():
+        pytest.skip(reason)
+    with UnreachableDisk(tmp_path / "disk") as made:
+        yield made
+
+
+@pytest.mark.postgres
 def test_postgresql_stopped_for_10_s_under_a_search_costs_no_attempt(cluster, tmp_path):
+    ride_out_an_outage(tmp_path, cluster.url, cluster.stop, cluster.start, seconds=10)
+
+
+def test_sqlites_file_out_of_reach_for_5_s_under_a_search_costs_no_attempt(disk, tmp_path):
+    """The database file on a disk that answers "Transport endpoint is not connected" to
+    every operation, open files' too, as a network disk that lost its server."""
+    url = f"sqlite:///{disk.folder / 'lrsearch.sqlite3'}"
+    ride_out_an_outage(tmp_path / "data", url, disk.down, disk.up, seconds=5)
+
+
+def ride_out_an_outage(data_dir, url: str, stop, start, seconds: float) -> None:
+    """A search of two trials of 16 epochs, whose database is stopped after their second
+    epoch for `seconds`: the API answers 503 meanwhile, the trials train on and end
+    `completed` on their first attempt, every epoch written once."""
     from flask_migrate import upgrade
 
-    config = {"DATA_DIR": str(tmp_path), "SECRET_KEY": "x", "DATABASE_URL": cluster.url,
+    config = {"DATA_DIR": str(data_dir), "SECRET_KEY": "x", "DATABASE_URL": url,
               "HEARTBEAT_SECONDS": 0.5, "STALE_AFTER_SECONDS": 3.0}  # fmt: skip
     app = create_app(config)
     with app.app_context():
@@ -87,15 +112,17 @@ def test_postgresql_stopped_for_10_s_under_a_search_costs_no_attempt(cluster, tm
         with RunnerThread(app, workers=2, search_id=search_id):
             wait_for(lambda: all(t.epochs_done >= 2 for t in trials(search_id)), 120)
             db.session.remove()
-            cluster.stop()
+            db.engine.dispose()  # the request below opens a connection of its own
+            stop()
             stopped = time.monotonic()
             answer = client.get("/api/searches")
             assert answer.status_code == 503
             assert answer.get_json() == {"reason": "database unavailable"}
             assert answer.headers["Retry-After"]
-            time.sleep(max(0.0, 10 - (time.monotonic() - stopped)))
-            cluster.start()
+            time.sleep(max(0.0, seconds - (time.monotonic() - stopped)))
+            start()
             wait_for(lambda: db.session.get(Search, search_id).status == COMPLETED, 180)
+        assert client.get("/api/searches").status_code == 200
         for trial in trials(search_id):
             assert (trial.status, trial.attempt, trial.crashes, trial.interruptions) == (
                 COMPLETED, 1, 0, 0)  # fmt: skip

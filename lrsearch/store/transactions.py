@@ -65,7 +65,7 @@ def retry_transaction(
                 if waited >= limit:
                     raise
                 if attempt == 1 or waited == 0:
-                    log.warning("database unavailable (%s); retrying for up to %g s",
+                    log.warning("database unavailable (%s); retrying for up to %.0f s",
                                 str(exc.orig).strip().splitlines()[0], limit)  # fmt: skip
                 time.sleep(min(0.5 * 2 ** min(attempt - 1, 4), 5.0))
                 continue
