@@ -59,6 +59,7 @@ class Supervisor:
     def __init__(self, command: list[str], cwd: str, log) -> None:
         self.command, self.cwd, self.log = command, cwd, log
         self.stopping = threading.Event()
+        self.lock = threading.Lock()  # a stop and a restart, one after the other
         self.runner = self._start()
         log.info("runner started (pid %s)", self.runner.pid)
         self.thread = threading.Thread(target=self._supervise, name="runner-supervisor",
@@ -84,23 +85,28 @@ class Supervisor:
             write_state("restarting", last_error=f"runner {ended}", retry_in=backoff)
             if self.stopping.wait(backoff):
                 break
-            self.runner = self._start()
+            with self.lock:
+                if self.stopping.is_set():
+                    break
+                self.runner = self._start()
             self.log.info("runner restarted (pid %s)", self.runner.pid)
             backoff = min(2 * backoff, LONGEST_BACKOFF)
 
     def stop(self, timeout: float = 20) -> None:
         """Stop supervising, then the runner (and, through it, its workers)."""
-        self.stopping.set()
-        write_state("stopped")
-        if self.runner.poll() is None:
-            self.runner.terminate()
+        with self.lock:
+            self.stopping.set()
+            runner = self.runner
+        if runner.poll() is None:
+            runner.terminate()
             try:
-                self.runner.wait(timeout=timeout)
+                runner.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
-                self.runner.kill()
-                self.runner.wait()
+                runner.kill()
+                runner.wait()
             self.log.info("runner stopped")
         self.thread.join(timeout=5)
+        write_state("stopped")
 
 
 _supervisor: Supervisor | None = None
