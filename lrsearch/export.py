@@ -17,7 +17,7 @@ from lrsearch.datasets import cache
 from lrsearch.models import COMPLETED, Trial
 from lrsearch.store.checkpoints import final_checkpoint
 from lrsearch.training import split_parameters
-from lrsearch.training.checkpoint import TrainerState
+from lrsearch.training.checkpoint import stored_params
 
 
 class NoModel(LookupError):
@@ -33,7 +33,7 @@ def model_npz(session: Session, trial: Trial, data_dir: str) -> bytes:
         raise NoModel(f"trial {trial.id} kept no final checkpoint (it ran before checkpoints)")
     search = trial.search
     layers = search.layers
-    weights, biases = split_parameters(TrainerState.from_bytes(stored.data).params, layers)
+    weights, biases = split_parameters(stored_params(stored.data), layers)
     mean, scale = cache.input_transform(search.dataset, data_dir, search.seed)
     arrays = {f"W{i}": w for i, w in enumerate(weights)} | {
         f"b{i}": b for i, b in enumerate(biases)

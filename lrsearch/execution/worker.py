@@ -103,7 +103,9 @@ def run_trial(
             now = time.monotonic()
             last = epoch == spec.epochs
             if last or now - last_saved[0] >= checkpoint_seconds:
-                if writes.checkpoint(epoch, lambda: trainer.state(epoch).to_bytes(), last):
+                # the last: weights only, kept for the model (a completed trial never resumes)
+                state = lambda: trainer.state(epoch).to_bytes(weights_only=last)  # noqa: E731
+                if writes.checkpoint(epoch, state, last):
                     last_saved[0] = now
 
         def on_epoch(metrics: EpochMetrics) -> bool:
