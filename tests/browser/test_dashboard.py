@@ -51,6 +51,11 @@ def wait_for_status(page, status: str, timeout: float = 15_000) -> None:
     )
 
 
+# The accuracy chart holds n curves; false, not an error, before Plotly has drawn it (a
+# predicate that throws ends the wait at once).
+CURVES = "() => document.getElementById('chart-acc').data?.length === {}"
+
+
 def wait_for_rows(page, n: int) -> None:
     """Wait until the ranking table shows n rows."""
     page.wait_for_function(
@@ -226,7 +231,7 @@ def test_many_trials_draw_the_best_ten_curves_and_rows_first(page, server):
     page.reload()
     wait_for_rows(page, 100)
     assert page.locator("#ranking-shown").inner_text() == "the first 100 of 110 trials"
-    page.wait_for_function("() => document.getElementById('chart-acc').data.length === 10")
+    page.wait_for_function(CURVES.format(10))
     assert drawn() == dict.fromkeys(best, 3)
     rows = [len(r.json()["epochs"]["id"]) for r in fetched]
     assert sum(rows) == 10 * 3, rows  # the ten curves' epochs, none of the other hundred's
@@ -285,14 +290,14 @@ def test_an_epoch_committed_after_a_later_one_still_reaches_its_curve(
         search_id, trial_id = search.id, trial.id
         add_epoch(trial_id, 1)
         page.goto(f"/searches/{search_id}")
-        page.wait_for_function("() => document.getElementById('chart-acc').data.length === 1")
+        page.wait_for_function(CURVES.format(1))
         newest = db.session.execute(select(func.max(Epoch.id))).scalar()
         add_epoch(trial_id, 3, row_id=newest + 10)  # committed first
         with page.expect_response(lambda r: "/poll?" in r.url and f"after={newest + 10}" in r.url):
             pass  # a poll has gone past epoch 3's id
         add_epoch(trial_id, 2, row_id=newest + 5)  # then the earlier epoch, below the cursor
         page.wait_for_function(
-            "() => document.getElementById('chart-acc').data[0].x.join() === '1,2,3'"
+            "() => document.getElementById('chart-acc').data?.[0]?.x.join() === '1,2,3'"
         )
         db.session.execute(update(Trial).where(Trial.id == trial_id).values(status=COMPLETED))
         db.session.execute(update(Search).where(Search.id == search_id).values(status=COMPLETED))
