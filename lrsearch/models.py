@@ -39,12 +39,17 @@ NOTED = (FAILED, DIVERGED, PRUNED, CANCELLED)
 
 def status_note(status: str, counts: dict[str, int]) -> str:
     """The status with what went otherwise: "completed, 1 failed", "failed: 3 failed"."""
+    if not (detail := status_detail(status, counts)):
+        return status
+    return status + (": " if status == FAILED else ", ") + detail
+
+
+def status_detail(status: str, counts: dict[str, int]) -> str:
+    """What went otherwise, the status note after its status: "1 failed, 2 diverged"."""
     noted = [f"{counts[s]} {s}" for s in NOTED if counts.get(s) and s != status]
     if status in (FAILED, CANCELLED) and counts.get(status):
         noted.insert(0, f"{counts[status]} {status}")
-    if not noted:
-        return status
-    return status + (": " if status == FAILED else ", ") + ", ".join(noted)
+    return ", ".join(noted)
 
 
 def utcnow() -> datetime:

@@ -12,7 +12,17 @@ from datetime import datetime, timedelta
 
 from flask import url_for
 
-from lrsearch.models import PRUNED, QUEUED, RUNNING, Epoch, Search, Trial, status_note, utcnow
+from lrsearch.models import (
+    PRUNED,
+    QUEUED,
+    RUNNING,
+    Epoch,
+    Search,
+    Trial,
+    status_detail,
+    status_note,
+    utcnow,
+)
 from lrsearch.search import ranking
 from lrsearch.store.reads import EPOCH_FIELDS, EpochColumns, SearchListing, TrialTotals
 
@@ -61,6 +71,7 @@ def search_summary(search: Search, totals: TrialTotals, best) -> dict[str, objec
         "counts": totals.counts,
         "epochs_by_status": totals.epochs_done,
         "status_note": status_note(search.status, totals.counts),
+        "status_detail": status_detail(search.status, totals.counts),
         "best": trial_brief(best) if best else None,
         "parent_id": search.parent_id,
         "url": url_for("pages.search", search_id=search.id),

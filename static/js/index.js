@@ -18,12 +18,6 @@
       L.el("span", { className: "num small" }, `${s.epochs_done}/${s.epochs_planned}`));
   }
 
-  /** What went otherwise, after the status: "1 failed, 2 diverged". */
-  function noteOf(s) {
-    if (s.status_note === s.status) return "";
-    return s.status_note.slice(s.status.length).replace(/^[:,]\s*/, "");
-  }
-
   for (const bar of body.querySelectorAll(".status-bar[data-summary]")) {
     L.renderStatusBar(bar, JSON.parse(bar.dataset.summary));
   }
@@ -40,7 +34,7 @@
       L.el("td", { className: "num" }, `${L.formatLr(s.lr_min)} – ${L.formatLr(s.lr_max)}`),
       progressCell(s),
       L.el("td", {}, L.statusBadge(s.status),
-        noteOf(s) ? L.el("span", { className: "small status-note-line" }, noteOf(s)) : ""),
+        s.status_detail ? L.el("span", { className: "small status-note-line" }, s.status_detail) : ""),
       L.el("td", { className: "num" }, s.best ? L.formatLr(s.best.lr) : L.DASH),
       L.el("td", { className: "num" }, s.best ? L.fixed(s.best.best_val_acc) : L.DASH),
       L.el("td", { className: "num" },
