@@ -1,5 +1,5 @@
-"""checkpoints stored uncompressed on PostgreSQL: its TOAST compression tried each 3 MB
-checkpoint of float weights (which barely compress) and cost 60 ms of a 7 ms write
+"""checkpoints stored uncompressed on PostgreSQL: its TOAST compression, tried on each 3 MB
+checkpoint of float weights (which barely compress), made a 7 ms write take 60 ms
 
 Revision ID: 0010
 Revises: 0009
