@@ -145,7 +145,7 @@ def test_reload_and_web_worker_restarts_keep_the_one_supervised_runner(tmp_path)
         os.kill(runner, signal.SIGKILL)
         back = lambda: processes(master.pid)[0] not in ([], [runner])  # noqa: E731
         one_runner_throughout(master.pid, 5, until=back)
-        one_runner_throughout(master.pid, 10, until=lambda: healthy(base))
+        one_runner_throughout(master.pid, 30, until=lambda: healthy(base))
         family = children_of(master.pid)
     # and the server's stop, after the reload, still stops the runner (not only the signal a
     # runner gets when the master is gone) and its workers
