@@ -119,8 +119,9 @@ class TrialWrites:
         now = time.monotonic()
         if self.outage is None:
             self.outage = now
+            said = transactions.database_said(exc)
             log.warning("trial %d: database unavailable (%s); training goes on, its epochs "
-                        "held until it is back", self.trial_id, _first_line(exc))  # fmt: skip
+                        "held until it is back", self.trial_id, said)  # fmt: skip
         elif now - self.outage >= transactions.OUTAGE_SECONDS:
             raise exc
 
@@ -129,10 +130,6 @@ class TrialWrites:
         if self.outage is None:
             return transactions.OUTAGE_SECONDS
         return max(0.0, transactions.OUTAGE_SECONDS - (time.monotonic() - self.outage))
-
-
-def _first_line(exc: Exception) -> str:
-    return (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0]
 
 
 class CheckpointSaver:

@@ -66,7 +66,7 @@ def retry_transaction(
                     raise
                 if attempt == 1 or waited == 0:
                     log.warning("database unavailable (%s); retrying for up to %.0f s",
-                                str(exc.orig).strip().splitlines()[0], limit)  # fmt: skip
+                                database_said(exc), limit)  # fmt: skip
                 time.sleep(min(0.5 * 2 ** min(attempt - 1, 4), 5.0))
                 continue
             if attempt >= attempts or not _is_transient(exc):
@@ -81,6 +81,11 @@ def is_gone(exc: Exception) -> bool:
         return True
     text = str(getattr(exc, "orig", exc)).lower()
     return any(words in text for words in _GONE)
+
+
+def database_said(exc: Exception) -> str:
+    """What the database said, its first line (psycopg's go on with hints), for a log."""
+    return (str(getattr(exc, "orig", exc)).strip().splitlines() or [""])[0]
 
 
 def _forget_connection(session: Session | Connection) -> None:
